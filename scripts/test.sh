@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite: set-up, type check, lint, then every test file.
+# Ends with the line "N passed, N failed, N skipped".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
+export PATH="$PWD/node_modules/.bin:$PATH"
+failed_checks=0
+echo "== tsc --noEmit"; tsc --noEmit -p . || failed_checks=$((failed_checks+1))
+echo "== biome lint"; biome lint --diagnostic-level=error src test || failed_checks=$((failed_checks+1))
+out=$(mktemp)
+echo "== bun test"
+bun test --timeout 120000 "$@" 2>&1 | tee "$out"
+rc=${PIPESTATUS[0]}
+pass=$(grep -E '^ *[0-9]+ pass$' "$out" | tail -1 | awk '{print $1}')
+fail=$(grep -E '^ *[0-9]+ fail$' "$out" | tail -1 | awk '{print $1}')
+skip=$(grep -E '^ *[0-9]+ skip$' "$out" | tail -1 | awk '{print $1}')
+rm -f "$out"
+pass=${pass:-0}; fail=${fail:-0}; skip=${skip:-0}
+# a crashed runner or a failed type check / lint counts as a failure
+if [ "$rc" -ne 0 ] && [ "$fail" -eq 0 ]; then fail=1; fi
+fail=$((fail + failed_checks))
+echo "${pass} passed, ${fail} failed, ${skip} skipped"
+[ "$fail" -eq 0 ]

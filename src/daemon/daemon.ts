@@ -1,0 +1,107 @@
+/**
+ * berthd: wires store, IPAM, dataplane, controller and runtime together and
+ * serves the API on a unix socket (mode 0660, root only).
+ */
+import { chmodSync, existsSync, mkdirSync, unlinkSync } from "node:fs";
+import { dirname } from "node:path";
+import type { Server } from "bun";
+import { route } from "../api/router.ts";
+import { Controller } from "../controller/controller.ts";
+import { Cgroups } from "../dataplane/cgroup.ts";
+import { Dataplane } from "../dataplane/dataplane.ts";
+import { invalid } from "../errors.ts";
+import { Ipam } from "../ipam/index.ts";
+import type { DefaultPoolSpec } from "../ipam/defaults.ts";
+import { ContainerRuntime } from "../runtime/containers.ts";
+import { openSqliteStore } from "../store/index.ts";
+import type { Store } from "../store/types.ts";
+
+export interface DaemonConfig {
+  socket: string;
+  stateDir: string;
+  /** Treat this named netns as the host (sandboxes, demo); null = own namespace. */
+  hostNetns: string | null;
+  netnsPrefix: string;
+  cgroupParent: string;
+  defaultPools?: DefaultPoolSpec[];
+}
+
+export const DEFAULT_CONFIG: DaemonConfig = {
+  socket: "/run/berth/berth.sock",
+  stateDir: "/var/lib/berth",
+  hostNetns: null,
+  netnsPrefix: "berth-",
+  cgroupParent: "berth",
+};
+
+export class Daemon {
+  readonly config: DaemonConfig;
+  readonly store: Store;
+  readonly controller: Controller;
+  readonly runtime: ContainerRuntime;
+  private server: Server<undefined> | undefined;
+
+  private constructor(config: DaemonConfig, store: Store, controller: Controller, runtime: ContainerRuntime) {
+    this.config = config;
+    this.store = store;
+    this.controller = controller;
+    this.runtime = runtime;
+  }
+
+  static async start(config: DaemonConfig): Promise<Daemon> {
+    const dp = new Dataplane({ hostNs: config.hostNetns });
+    if (config.hostNetns !== null && !dp.netnsExists(config.hostNetns)) {
+      throw invalid("bad-host-netns", `host netns ${config.hostNetns} does not exist`, "host-netns");
+    }
+    const store = openSqliteStore(config.stateDir);
+    const ipam = new Ipam(store, config.defaultPools ? { defaultPools: config.defaultPools } : {});
+    const controller = new Controller({ store, ipam, dp });
+    const runtime = new ContainerRuntime({
+      controller,
+      stateDir: config.stateDir,
+      netnsPrefix: config.netnsPrefix,
+      cgroups: new Cgroups({ parent: config.cgroupParent }),
+    });
+    await controller.ensurePredefined();
+    await controller.syncFirewall();
+    await runtime.recover();
+    const d = new Daemon(config, store, controller, runtime);
+    d.listen();
+    return d;
+  }
+
+  private listen(): void {
+    const sock = this.config.socket;
+    mkdirSync(dirname(sock), { recursive: true, mode: 0o750 });
+    if (existsSync(sock)) unlinkSync(sock); // a stale socket file blocks listen
+    this.server = Bun.serve({
+      unix: sock,
+      fetch: (r) => this.handle(r),
+    });
+    chmodSync(sock, 0o660);
+  }
+
+  private async handle(r: Request): Promise<Response> {
+    const url = new URL(r.url);
+    const path = url.pathname.replace(/^\/v\d+\.\d+(?=\/)/, "");
+    let body: unknown;
+    const text = r.method === "GET" || r.method === "HEAD" ? "" : await r.text();
+    if (text.trim() !== "") {
+      try {
+        body = JSON.parse(text);
+      } catch (e) {
+        return Response.json({ message: `invalid JSON body: ${(e as Error).message}`, kind: "invalid", code: "bad-json" }, { status: 400 });
+      }
+    }
+    const res = await route(this.controller, this.runtime, { method: r.method, path, query: url.searchParams, body });
+    if (res.text !== undefined) return new Response(res.text, { status: res.status, headers: { "content-type": "text/plain" } });
+    if (res.body === undefined) return new Response(null, { status: res.status });
+    return Response.json(res.body, { status: res.status, headers: { "Api-Version": "1.41" } });
+  }
+
+  async stop(): Promise<void> {
+    await this.server?.stop(true);
+    this.server = undefined;
+    await this.store.close();
+  }
+}

@@ -1,0 +1,56 @@
+/** berthd entry point: `berthd [--socket P] [--state-dir D] [--host-netns NS] ...` */
+import { parseArgs } from "node:util";
+import { asBerthError } from "../errors.ts";
+import { Daemon, type DaemonConfig, DEFAULT_CONFIG } from "./daemon.ts";
+
+export async function berthdMain(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      socket: { type: "string" },
+      "state-dir": { type: "string" },
+      "host-netns": { type: "string" },
+      "netns-prefix": { type: "string" },
+      "cgroup-parent": { type: "string" },
+      "default-pool": { type: "string", multiple: true },
+      help: { type: "boolean", short: "h" },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    console.log(`usage: berthd [--socket PATH] [--state-dir DIR] [--host-netns NS] [--netns-prefix P] [--cgroup-parent NAME] [--default-pool BASE/LEN:SIZE ...]
+  --socket        API socket (default ${DEFAULT_CONFIG.socket})
+  --state-dir     state directory (default ${DEFAULT_CONFIG.stateDir})
+  --host-netns    run Berth's host side inside this named netns instead of the daemon's own
+  --default-pool  address pool for automatic subnets, e.g. 10.99.0.0/16:24 (repeatable)`);
+    return 0;
+  }
+  const config: DaemonConfig = {
+    socket: values.socket ?? DEFAULT_CONFIG.socket,
+    stateDir: values["state-dir"] ?? DEFAULT_CONFIG.stateDir,
+    hostNetns: values["host-netns"] ?? null,
+    netnsPrefix: values["netns-prefix"] ?? DEFAULT_CONFIG.netnsPrefix,
+    cgroupParent: values["cgroup-parent"] ?? DEFAULT_CONFIG.cgroupParent,
+  };
+  if (values["default-pool"]) {
+    config.defaultPools = values["default-pool"].map((s) => {
+      const [base, size] = s.split(":");
+      return { base: base ?? "", size: Number(size) };
+    });
+  }
+  let daemon: Daemon;
+  try {
+    daemon = await Daemon.start(config);
+  } catch (e) {
+    console.error(`berthd: ${asBerthError(e).message}`);
+    return 1;
+  }
+  console.error(`berthd: listening on ${config.socket}`);
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once("SIGTERM", stop);
+    process.once("SIGINT", stop);
+  });
+  await daemon.stop();
+  return 0;
+}

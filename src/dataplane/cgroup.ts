@@ -1,0 +1,183 @@
+/**
+ * Control groups for containers started by `berth run`: CPU, memory and pids
+ * limits. cgroup v2 (unified hierarchy with the controllers enabled) is used
+ * when the machine has it; on a hybrid/v1 machine (like the CI machine, whose
+ * controllers are all bound to v1 hierarchies) the same limits are applied
+ * through the v1 controllers so that they still hold.
+ */
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { invalid, systemError } from "../errors.ts";
+
+export interface CgroupLimits {
+  memoryBytes?: number;
+  /** CPUs as a fraction, e.g. 0.5 = half a core. */
+  cpus?: number;
+  pids?: number;
+}
+
+export type CgroupMode = "v2" | "v1";
+const CONTROLLERS = ["memory", "cpu", "pids"] as const;
+const CPU_PERIOD_US = 100_000;
+const MIN_MEMORY = 6 * 1024 * 1024; // Docker's minimum
+
+export function validateLimits(l: CgroupLimits): void {
+  if (l.memoryBytes !== undefined && (!Number.isSafeInteger(l.memoryBytes) || l.memoryBytes < MIN_MEMORY)) {
+    throw invalid("bad-memory", `memory limit ${l.memoryBytes} is below the minimum of 6MB`, "memory");
+  }
+  if (l.cpus !== undefined && (!Number.isFinite(l.cpus) || l.cpus <= 0 || l.cpus > 1024)) {
+    throw invalid("bad-cpus", `cpus ${l.cpus} must be a number above 0 (e.g. 0.5 or 2)`, "cpus");
+  }
+  if (l.pids !== undefined && (!Number.isSafeInteger(l.pids) || l.pids < 1)) {
+    throw invalid("bad-pids", `pids limit ${l.pids} must be a positive integer`, "pids");
+  }
+}
+
+export class Cgroups {
+  readonly root: string;
+  readonly parent: string;
+  readonly mode: CgroupMode;
+
+  constructor(opts: { root?: string; parent?: string } = {}) {
+    this.root = opts.root ?? "/sys/fs/cgroup";
+    this.parent = opts.parent ?? "berth";
+    this.mode = detectMode(this.root);
+  }
+
+  /** Directories that make up one cgroup (one for v2, one per controller for v1). */
+  dirs(name: string): string[] {
+    if (this.mode === "v2") return [join(this.root, this.parent, name)];
+    return CONTROLLERS.map((c) => join(this.root, c, this.parent, name));
+  }
+
+  /** Creates the cgroup with its limits. Undone completely on failure. */
+  async create(name: string, limits: CgroupLimits): Promise<string[]> {
+    validateLimits(limits);
+    if (this.mode === "v2") this.enableV2Controllers();
+    const dirs = this.dirs(name);
+    try {
+      for (const d of dirs) mkdirSync(d, { recursive: true });
+      this.writeLimits(name, limits);
+    } catch (e) {
+      await this.remove(name);
+      throw systemError("cgroup", `cannot create cgroup ${name}: ${(e as Error).message}`);
+    }
+    return dirs;
+  }
+
+  /** The cgroup.procs files a process must be written to, to join the cgroup. */
+  procsFiles(name: string): string[] {
+    return this.dirs(name).map((d) => join(d, "cgroup.procs"));
+  }
+
+  addProcess(name: string, pid: number): void {
+    for (const f of this.procsFiles(name)) writeFileSync(f, String(pid));
+  }
+
+  pids(name: string): number[] {
+    const seen = new Set<number>();
+    for (const f of this.procsFiles(name)) {
+      if (!existsSync(f)) continue;
+      for (const line of readFileSync(f, "utf8").split("\n")) if (line.trim()) seen.add(Number(line));
+    }
+    return [...seen];
+  }
+
+  /** Kills every process in the cgroup (SIGKILL) and removes it. Missing is success. */
+  async remove(name: string): Promise<void> {
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const pids = this.pids(name);
+      for (const p of pids) {
+        try {
+          process.kill(p, "SIGKILL");
+        } catch {
+          /* already gone */
+        }
+      }
+      let busy = false;
+      for (const d of this.dirs(name)) {
+        if (!existsSync(d)) continue;
+        try {
+          rmdirSync(d);
+        } catch {
+          busy = true;
+        }
+      }
+      if (!busy) return;
+      await Bun.sleep(20);
+    }
+    throw systemError("cgroup", `cgroup ${name} still has processes after kill`);
+  }
+
+  /** Removes Berth's parent cgroup(s) if they are empty (best effort). */
+  removeParent(): void {
+    const parents = this.mode === "v2" ? [join(this.root, this.parent)] : CONTROLLERS.map((c) => join(this.root, c, this.parent));
+    for (const d of parents) {
+      try {
+        rmdirSync(d);
+      } catch {
+        /* not empty or gone */
+      }
+    }
+  }
+
+  readLimits(name: string): CgroupLimits {
+    const out: CgroupLimits = {};
+    if (this.mode === "v2") {
+      const d = this.dirs(name)[0]!;
+      const mem = readFileSync(join(d, "memory.max"), "utf8").trim();
+      if (mem !== "max") out.memoryBytes = Number(mem);
+      const [quota, period] = readFileSync(join(d, "cpu.max"), "utf8").trim().split(" ");
+      if (quota !== "max") out.cpus = Number(quota) / Number(period);
+      const pids = readFileSync(join(d, "pids.max"), "utf8").trim();
+      if (pids !== "max") out.pids = Number(pids);
+      return out;
+    }
+    const [memD, cpuD, pidsD] = this.dirs(name) as [string, string, string];
+    const mem = Number(readFileSync(join(memD, "memory.limit_in_bytes"), "utf8"));
+    if (mem < 2 ** 62) out.memoryBytes = mem;
+    const quota = Number(readFileSync(join(cpuD, "cpu.cfs_quota_us"), "utf8"));
+    if (quota > 0) out.cpus = quota / Number(readFileSync(join(cpuD, "cpu.cfs_period_us"), "utf8"));
+    const pids = readFileSync(join(pidsD, "pids.max"), "utf8").trim();
+    if (pids !== "max") out.pids = Number(pids);
+    return out;
+  }
+
+  private writeLimits(name: string, l: CgroupLimits): void {
+    if (this.mode === "v2") {
+      const d = this.dirs(name)[0]!;
+      if (l.memoryBytes !== undefined) writeFileSync(join(d, "memory.max"), String(l.memoryBytes));
+      if (l.cpus !== undefined) writeFileSync(join(d, "cpu.max"), `${Math.round(l.cpus * CPU_PERIOD_US)} ${CPU_PERIOD_US}`);
+      if (l.pids !== undefined) writeFileSync(join(d, "pids.max"), String(l.pids));
+      return;
+    }
+    const [memD, cpuD, pidsD] = this.dirs(name) as [string, string, string];
+    if (l.memoryBytes !== undefined) writeFileSync(join(memD, "memory.limit_in_bytes"), String(l.memoryBytes));
+    if (l.cpus !== undefined) {
+      writeFileSync(join(cpuD, "cpu.cfs_period_us"), String(CPU_PERIOD_US));
+      writeFileSync(join(cpuD, "cpu.cfs_quota_us"), String(Math.round(l.cpus * CPU_PERIOD_US)));
+    }
+    if (l.pids !== undefined) writeFileSync(join(pidsD, "pids.max"), String(l.pids));
+  }
+
+  private enableV2Controllers(): void {
+    const parentDir = join(this.root, this.parent);
+    mkdirSync(parentDir, { recursive: true });
+    const want = CONTROLLERS.map((c) => `+${c}`).join(" ");
+    writeFileSync(join(this.root, "cgroup.subtree_control"), want);
+    writeFileSync(join(parentDir, "cgroup.subtree_control"), want);
+  }
+}
+
+function detectMode(root: string): CgroupMode {
+  const ctl = join(root, "cgroup.controllers");
+  if (existsSync(ctl)) {
+    const have = readFileSync(ctl, "utf8").trim().split(/\s+/);
+    if (CONTROLLERS.every((c) => have.includes(c))) return "v2";
+  }
+  if (CONTROLLERS.every((c) => existsSync(join(root, c, "cgroup.procs")))) return "v1";
+  throw systemError(
+    "cgroup-unavailable",
+    `no usable cgroup hierarchy under ${root}: need the memory, cpu and pids controllers (cgroup v2, or v1)`,
+  );
+}

@@ -1,0 +1,153 @@
+/**
+ * The `bridge` driver: one Linux bridge per network in the host namespace, the
+ * gateway address on the bridge, one veth pair per endpoint (host end enslaved
+ * to the bridge, container end renamed to the requested ifname inside the
+ * container's namespace), a default route via the gateway, masquerade for
+ * outbound traffic, published ports and isolation through Berth's nftables
+ * table (rendered by the controller from the store).
+ */
+import { conflict, invalid } from "../../errors.ts";
+import { IPNet } from "../../net/index.ts";
+import type { EndpointRecord, NetworkRecord } from "../../store/types.ts";
+import type { Driver, DriverContext, DriverState, PortPublishing, Sandbox } from "../driver.ts";
+import { parseBridgeOptions } from "./options.ts";
+
+export interface BridgeNetworkState extends DriverState {
+  bridge: string;
+  mtu: number;
+}
+
+export interface BridgeEndpointState extends DriverState {
+  hostIfname: string;
+  peerIfname: string;
+}
+
+export class BridgeDriver implements Driver, PortPublishing {
+  readonly name = "bridge";
+  readonly scope = "local" as const;
+  readonly needsAddresses = true;
+  readonly publishesPorts = true;
+  private readonly ctx: DriverContext;
+
+  constructor(ctx: DriverContext) {
+    this.ctx = ctx;
+  }
+
+  private get host(): string | null {
+    return this.ctx.dp.hostNs;
+  }
+
+  validateNetwork(net: NetworkRecord): void {
+    parseBridgeOptions(net.options, net.id);
+    if (net.ipam.pools.length === 0) throw invalid("no-subnet", "a bridge network needs at least one subnet", "IPAM.Config");
+  }
+
+  async createNetwork(net: NetworkRecord): Promise<BridgeNetworkState> {
+    const opts = parseBridgeOptions(net.options, net.id);
+    const { dp, faults } = this.ctx;
+    if (await dp.link(this.host, opts.bridgeName)) {
+      throw conflict("bridge-exists", `interface ${opts.bridgeName} already exists on the host`, "Options.com.docker.network.bridge.name");
+    }
+    const b = dp.batch(this.host).addBridge(opts.bridgeName, { mtu: opts.mtu });
+    if (!net.internal) {
+      for (const pool of net.ipam.pools) {
+        if (pool.gateway) b.addAddress(opts.bridgeName, IPNet.of(pool.gateway, pool.subnet.length), { noDad: true });
+      }
+    }
+    b.setUp(opts.bridgeName);
+    try {
+      await dp.apply(b);
+      faults.hit("bridge.createNetwork:after-link");
+      const sysctls: Record<string, string | number> = { "net.ipv4.ip_forward": 1 };
+      // 127.0.0.1 published ports: locally generated packets keep their loopback source until masqueraded
+      sysctls[`net.ipv4.conf.${opts.bridgeName}.route_localnet`] = 1;
+      if (net.enableIPv6) sysctls["net.ipv6.conf.all.forwarding"] = 1;
+      await dp.sysctlSet(this.host, sysctls);
+    } catch (e) {
+      await dp.deleteLinks(this.host, [opts.bridgeName]);
+      throw e;
+    }
+    return { bridge: opts.bridgeName, mtu: opts.mtu };
+  }
+
+  async deleteNetwork(net: NetworkRecord): Promise<void> {
+    const st = net.driverState as Partial<BridgeNetworkState>;
+    if (!st.bridge) return;
+    const errors = await this.ctx.dp.deleteLinks(this.host, [st.bridge]);
+    if (errors[0]) throw errors[0];
+  }
+
+  validateEndpoint(net: NetworkRecord, ep: EndpointRecord): void {
+    if (net.internal && ep.ports.length > 0) {
+      throw invalid("ports-internal", `network ${net.name} is internal: it cannot publish ports`, "ports");
+    }
+  }
+
+  async createEndpoint(net: NetworkRecord, ep: EndpointRecord): Promise<BridgeEndpointState> {
+    const st = net.driverState as BridgeNetworkState;
+    const hostIfname = `vb${ep.id.slice(0, 11)}`;
+    const peerIfname = `vc${ep.id.slice(0, 11)}`;
+    const { dp, faults } = this.ctx;
+    const b = dp
+      .batch(this.host)
+      .addVeth(hostIfname, peerIfname, { mtu: st.mtu, peerMac: ep.mac })
+      .setMaster(hostIfname, st.bridge)
+      .setHairpin(hostIfname, true)
+      .setUp(hostIfname);
+    try {
+      await dp.apply(b);
+      faults.hit("bridge.createEndpoint:after-veth");
+    } catch (e) {
+      await dp.deleteLinks(this.host, [hostIfname]);
+      throw e;
+    }
+    return { hostIfname, peerIfname };
+  }
+
+  async deleteEndpoint(_net: NetworkRecord, ep: EndpointRecord): Promise<void> {
+    const st = ep.driverState as Partial<BridgeEndpointState>;
+    if (!st.hostIfname) return;
+    const errors = await this.ctx.dp.deleteLinks(this.host, [st.hostIfname]);
+    if (errors[0]) throw errors[0];
+  }
+
+  async join(net: NetworkRecord, ep: EndpointRecord, sb: Sandbox): Promise<void> {
+    const st = ep.driverState as BridgeEndpointState;
+    const { dp, faults } = this.ctx;
+    dp.requireNetns(sb.netns);
+    if (await dp.link(sb.netns, ep.ifname)) {
+      throw conflict("ifname-in-use", `interface ${ep.ifname} already exists in the container`, "ifname");
+    }
+    // the container's first network with a gateway provides its default route (like Docker)
+    const needDefault = new Set<4 | 6>();
+    if (!net.internal) {
+      for (const fam of [4, 6] as const) {
+        if (ep.gateways.some((g) => g.family === fam)) {
+          const routes = await dp.routes(sb.netns, fam);
+          if (!routes.some((r) => r.dst === "default")) needDefault.add(fam);
+        }
+      }
+    }
+    await dp.apply(dp.batch(this.host).moveToNetns(st.peerIfname, sb.netns));
+    try {
+      faults.hit("bridge.join:after-move");
+      const b = dp.batch(sb.netns).rename(st.peerIfname, ep.ifname);
+      for (const a of ep.addresses) b.addAddress(ep.ifname, a, { noDad: true });
+      b.setUp(ep.ifname);
+      for (const g of ep.gateways) if (needDefault.has(g.family)) b.addRoute({ family: g.family, via: g, dev: ep.ifname });
+      await dp.apply(b);
+      faults.hit("bridge.join:after-configure");
+    } catch (e) {
+      // deleting either end removes the pair; the host end is deleted by deleteEndpoint
+      await dp.deleteLinks(sb.netns, [st.peerIfname, ep.ifname]);
+      throw e;
+    }
+  }
+
+  async leave(_net: NetworkRecord, ep: EndpointRecord, sb: Sandbox): Promise<void> {
+    const st = ep.driverState as Partial<BridgeEndpointState>;
+    if (!this.ctx.dp.netnsExists(sb.netns)) return;
+    const errors = await this.ctx.dp.deleteLinks(sb.netns, [ep.ifname, ...(st.peerIfname ? [st.peerIfname] : [])]);
+    if (errors[0]) throw errors[0];
+  }
+}

@@ -1,0 +1,52 @@
+/**
+ * Bridge network options, with Docker's option keys so `docker network create
+ * -o com.docker.network.bridge.name=...` and compose files work unchanged.
+ */
+import { invalid } from "../../errors.ts";
+import { validateIfName } from "../../net/index.ts";
+
+export const OPT_BRIDGE_NAME = "com.docker.network.bridge.name";
+export const OPT_MTU = "com.docker.network.driver.mtu";
+export const OPT_MASQUERADE = "com.docker.network.bridge.enable_ip_masquerade";
+export const OPT_ICC = "com.docker.network.bridge.enable_icc";
+export const OPT_HOST_BINDING = "com.docker.network.bridge.host_binding_ipv4";
+
+const KNOWN = new Set([OPT_BRIDGE_NAME, OPT_MTU, OPT_MASQUERADE, OPT_ICC, OPT_HOST_BINDING]);
+
+export interface BridgeOptions {
+  bridgeName: string;
+  mtu: number;
+  masquerade: boolean;
+}
+
+export const DEFAULT_MTU = 1500;
+
+function parseBool(v: string, key: string): boolean {
+  if (v === "true" || v === "1") return true;
+  if (v === "false" || v === "0") return false;
+  throw invalid("bad-option", `option ${key}=${JSON.stringify(v)} must be true or false`, `Options.${key}`);
+}
+
+export function parseBridgeOptions(options: Record<string, string>, networkId: string): BridgeOptions {
+  for (const k of Object.keys(options)) {
+    if (!KNOWN.has(k)) {
+      throw invalid("unknown-option", `unknown bridge option ${JSON.stringify(k)}; known: ${[...KNOWN].join(", ")}`, `Options.${k}`);
+    }
+  }
+  const name = options[OPT_BRIDGE_NAME] ?? `br-${networkId.slice(0, 12)}`;
+  validateIfName(name, `Options.${OPT_BRIDGE_NAME}`);
+  let mtu = DEFAULT_MTU;
+  const m = options[OPT_MTU];
+  if (m !== undefined) {
+    mtu = Number(m);
+    if (!/^\d+$/.test(m) || mtu < 68 || mtu > 65535) {
+      throw invalid("bad-mtu", `MTU ${JSON.stringify(m)} must be an integer from 68 to 65535`, `Options.${OPT_MTU}`);
+    }
+  }
+  const icc = options[OPT_ICC];
+  if (icc !== undefined && !parseBool(icc, OPT_ICC)) {
+    throw invalid("unsupported-option", `${OPT_ICC}=false is not supported yet`, `Options.${OPT_ICC}`);
+  }
+  const masq = options[OPT_MASQUERADE];
+  return { bridgeName: name, mtu, masquerade: masq === undefined ? true : parseBool(masq, OPT_MASQUERADE) };
+}

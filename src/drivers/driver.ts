@@ -1,0 +1,56 @@
+/**
+ * The Driver interface: what the controller needs from a network type. Small and
+ * symmetric (create/delete network, create/delete endpoint, join/leave a
+ * sandbox). The `null` driver is the executable spec of the minimum.
+ *
+ * Contract:
+ *  - `validate*` are pure: they throw `invalid` for bad options and change nothing.
+ *  - `create*`/`join` either complete or undo what they did before throwing.
+ *  - `delete*`/`leave` are idempotent and best effort: a missing kernel object is
+ *    success; they collect errors and throw one at the end.
+ *  - Drivers receive everything through `DriverContext` (no driver imports another).
+ */
+import type { Dataplane } from "../dataplane/dataplane.ts";
+import type { Faults } from "../controller/faults.ts";
+import type { EndpointRecord, NetworkRecord } from "../store/types.ts";
+
+export interface DriverContext {
+  dp: Dataplane;
+  faults: Faults;
+  /** Asks the controller to re-render the firewall from the store (after the store changed). */
+  syncFirewall(): Promise<void>;
+}
+
+/** A container's network sandbox: its namespace. */
+export interface Sandbox {
+  containerId: string;
+  /** Named netns under /run/netns, or null for the host driver's "shared stack". */
+  netns: string;
+}
+
+export type DriverState = Record<string, unknown>;
+
+export interface Driver {
+  readonly name: string;
+  readonly scope: "local" | "global";
+  /** Whether endpoints need IP addresses from IPAM. */
+  readonly needsAddresses: boolean;
+  /** Whether the network may have at most one endpoint per sandbox that owns the whole stack. */
+  validateNetwork(net: NetworkRecord): void;
+  createNetwork(net: NetworkRecord): Promise<DriverState>;
+  deleteNetwork(net: NetworkRecord): Promise<void>;
+  validateEndpoint(net: NetworkRecord, ep: EndpointRecord): void;
+  createEndpoint(net: NetworkRecord, ep: EndpointRecord): Promise<DriverState>;
+  deleteEndpoint(net: NetworkRecord, ep: EndpointRecord): Promise<void>;
+  join(net: NetworkRecord, ep: EndpointRecord, sb: Sandbox): Promise<void>;
+  leave(net: NetworkRecord, ep: EndpointRecord, sb: Sandbox): Promise<void>;
+}
+
+/** Optional capability: publishing ports (checked with `canPublishPorts`). */
+export interface PortPublishing {
+  readonly publishesPorts: true;
+}
+
+export function canPublishPorts(d: Driver): d is Driver & PortPublishing {
+  return (d as Partial<PortPublishing>).publishesPorts === true;
+}
