@@ -232,7 +232,8 @@ export class Controller {
         }
       }
     }
-    this.dp.requireNetns(req.netns);
+    // a host-network container's sandbox is the host namespace itself
+    if (net.driver !== "host") this.dp.requireNetns(req.netns);
 
     const ep: EndpointRecord = {
       id: newId(),

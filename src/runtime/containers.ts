@@ -116,7 +116,6 @@ export class ContainerRuntime {
       await this.cgroups.create(rec.cgroup!, rec.limits);
       undo.push("cgroup", () => this.cgroups.remove(rec.cgroup!));
       for (const a of attachments) {
-        if (hostNet) break;
         await this.ctl.connect({
           network: a.network,
           containerId: id,

@@ -1,0 +1,61 @@
+/** `berth` CLI entry: global flags, then the command. */
+import { asBerthError } from "../errors.ts";
+import { Client, DEFAULT_SOCKET } from "./client.ts";
+import { execCommand, inspectCommand, logsCommand, networkCommand, psCommand, rmCommand, runCommand } from "./commands.ts";
+import { demoCommand } from "./demo.ts";
+
+const USAGE = `usage: berth [--socket PATH] COMMAND
+commands:
+  network create|ls|inspect|rm|prune|connect|disconnect   manage networks
+  run [-d] [--rm] [--network N] [--name X] [-p H:C[/proto]] [--memory M] [--cpus C] [--pids P] [--] CMD...
+  ps [-a]          list containers
+  rm [-f] C...     remove containers
+  exec C [--] CMD  run a command in a container's network namespace and cgroup
+  logs C           print a container's output
+  inspect C...     show a container as JSON
+  demo             start a sandboxed Berth, wire containers, print a connectivity matrix
+environment: BERTH_SOCKET (default ${DEFAULT_SOCKET})`;
+
+export async function berthMain(argv: string[]): Promise<number> {
+  let socket = process.env.BERTH_SOCKET ?? DEFAULT_SOCKET;
+  while (argv[0]?.startsWith("--socket")) {
+    const a = argv.shift()!;
+    socket = a.includes("=") ? a.slice(a.indexOf("=") + 1) : (argv.shift() ?? "");
+  }
+  const [cmd, ...rest] = argv;
+  const c = new Client(socket);
+  const out = (l: string) => console.log(l);
+  try {
+    switch (cmd) {
+      case "network":
+        return await networkCommand(c, rest, out);
+      case "run":
+        return await runCommand(c, rest, out);
+      case "ps":
+        return await psCommand(c, rest, out);
+      case "rm":
+        return await rmCommand(c, rest, out);
+      case "exec":
+        return await execCommand(c, rest);
+      case "logs":
+        return await logsCommand(c, rest);
+      case "inspect":
+        return await inspectCommand(c, rest, out);
+      case "demo":
+        return await demoCommand(rest);
+      case undefined:
+      case "help":
+      case "--help":
+      case "-h":
+        console.log(USAGE);
+        return cmd === undefined ? 1 : 0;
+      default:
+        console.error(`berth: unknown command ${JSON.stringify(cmd)}\n${USAGE}`);
+        return 1;
+    }
+  } catch (e) {
+    const be = asBerthError(e);
+    console.error(`Error: ${be.message}`);
+    return be.kind === "invalid" ? 2 : 1;
+  }
+}
