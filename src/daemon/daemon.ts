@@ -5,7 +5,7 @@
 import { chmodSync, existsSync, mkdirSync, unlinkSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Server } from "bun";
-import { route } from "../api/router.ts";
+import { API_VERSION, BERTH_VERSION, route } from "../api/router.ts";
 import { Controller } from "../controller/controller.ts";
 import { Cgroups } from "../dataplane/cgroup.ts";
 import { Dataplane } from "../dataplane/dataplane.ts";
@@ -90,13 +90,19 @@ export class Daemon {
       try {
         body = JSON.parse(text);
       } catch (e) {
-        return Response.json({ message: `invalid JSON body: ${(e as Error).message}`, kind: "invalid", code: "bad-json" }, { status: 400 });
+        return new Response(JSON.stringify({ message: `invalid JSON body: ${(e as Error).message}`, kind: "invalid", code: "bad-json" }), {
+          status: 400,
+          headers: { "Content-Type": "application/json", "Api-Version": API_VERSION },
+        });
       }
     }
     const res = await route(this.controller, this.runtime, { method: r.method, path, query: url.searchParams, body });
-    if (res.text !== undefined) return new Response(res.text, { status: res.status, headers: { "content-type": "text/plain" } });
-    if (res.body === undefined) return new Response(null, { status: res.status });
-    return Response.json(res.body, { status: res.status, headers: { "Api-Version": "1.41" } });
+    // docker clients negotiate the API version from these headers (on /_ping above all)
+    const headers: Record<string, string> = { "Api-Version": API_VERSION, Ostype: "linux", "Docker-Experimental": "false", Server: `Berth/${BERTH_VERSION}` };
+    if (res.text !== undefined) return new Response(r.method === "HEAD" ? null : res.text, { status: res.status, headers: { ...headers, "Content-Type": "text/plain; charset=utf-8" } });
+    if (res.body === undefined) return new Response(null, { status: res.status, headers });
+    // exactly "application/json": the docker CLI decodes error bodies only for that media type
+    return new Response(JSON.stringify(res.body), { status: res.status, headers: { ...headers, "Content-Type": "application/json" } });
   }
 
   async stop(): Promise<void> {
