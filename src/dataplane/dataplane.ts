@@ -75,8 +75,9 @@ export class Dataplane {
 
   // ---------- namespaces ----------
 
+  /** A namespace is a name under /run/netns or an absolute path (e.g. CNI_NETNS=/proc/PID/ns/net). */
   netnsPath(name: string): string {
-    return `${NETNS_DIR}/${name}`;
+    return name.startsWith("/") ? name : `${NETNS_DIR}/${name}`;
   }
 
   netnsExists(name: string): boolean {
@@ -242,7 +243,9 @@ export interface NftJson {
 }
 
 function ipArgs(ns: string | null): string[] {
-  return ns === null ? ["ip"] : ["ip", "-n", ns];
+  if (ns === null) return ["ip"];
+  // ip -n only knows names under /run/netns; paths go through nsenter
+  return ns.startsWith("/") ? ["nsenter", `--net=${ns}`, "--", "ip"] : ["ip", "-n", ns];
 }
 
 function toLinkInfo(l: IpJsonLink): LinkInfo {

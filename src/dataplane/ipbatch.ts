@@ -9,8 +9,9 @@ import { validateIfName } from "../net/index.ts";
 
 export interface VethOptions {
   mtu?: number;
-  /** Create the peer directly inside this named namespace. */
-  peerNetns?: string;
+  mac?: MAC;
+  /** Create the peer directly inside this namespace: a name under /run/netns, or the pid of a process in it. */
+  peerNetns?: string | number;
   peerMac?: MAC;
 }
 
@@ -50,9 +51,10 @@ export class IpBatch {
     validateIfName(name);
     validateIfName(peer, "peer ifname");
     const mtu = opts.mtu ? ` mtu ${opts.mtu}` : "";
+    const mac = opts.mac ? ` address ${opts.mac}` : "";
     const peerMac = opts.peerMac ? ` address ${opts.peerMac}` : "";
-    const peerNs = opts.peerNetns ? ` netns ${opts.peerNetns}` : "";
-    return this.push(`link add name ${name}${mtu} type veth peer name ${peer}${mtu}${peerMac}${peerNs}`);
+    const peerNs = opts.peerNetns !== undefined ? ` netns ${opts.peerNetns}` : "";
+    return this.push(`link add name ${name}${mtu}${mac} type veth peer name ${peer}${mtu}${peerMac}${peerNs}`);
   }
 
   setUp(dev: string): this {
