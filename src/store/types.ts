@@ -1,0 +1,191 @@
+/**
+ * The Store: Berth's single source of truth for desired state.
+ *
+ * The interface speaks typed values (IP, Prefix, MAC, IPNet) and knows nothing
+ * about SQL, so an etcd implementation can sit behind it later. Every method
+ * is async for the same reason.
+ *
+ * Conventions:
+ * - `get(id)` is an exact id lookup; `find(term)` resolves like Docker: exact
+ *   id, then exact name, then a unique id prefix. Both return `undefined` when
+ *   nothing matches (callers raise their own not-found error); an ambiguous
+ *   term throws `invalid`/"ambiguous".
+ * - `create` throws `conflict` on a duplicate; `update` replaces the whole
+ *   record and throws `not-found` if it is gone; `delete` returns false when
+ *   there was nothing to delete (teardown is idempotent).
+ * - `transaction(fn)` runs `fn` with a Store whose writes commit or roll back
+ *   together (the SQLite store holds the database write lock for the whole of
+ *   `fn`). Use only the `tx` handed to `fn` inside it. `fn` may be retried by
+ *   optimistic implementations (etcd), so it must have no other side effects.
+ *   A transaction started on a `tx` joins the outer transaction.
+ */
+import type { IP, IPNet, MAC, Prefix } from "../net/index.ts";
+
+export type Labels = Record<string, string>;
+
+export interface IpamPoolConfig {
+  subnet: Prefix;
+  ipRange?: Prefix;
+  gateway?: IP;
+  auxAddresses: Record<string, IP>;
+}
+
+export interface NetworkIpam {
+  driver: string;
+  options: Record<string, string>;
+  pools: IpamPoolConfig[];
+}
+
+export interface NetworkRecord {
+  /** 64 lowercase hex characters. */
+  id: string;
+  name: string;
+  driver: string;
+  scope: "local" | "global";
+  internal: boolean;
+  enableIPv6: boolean;
+  attachable: boolean;
+  options: Record<string, string>;
+  labels: Labels;
+  ipam: NetworkIpam;
+  /** ISO 8601 */
+  created: string;
+  /** Driver-private state (e.g. the bridge's name). JSON-serialisable. */
+  driverState: Record<string, unknown>;
+}
+
+export interface StoredPortMapping {
+  hostIP?: IP;
+  hostPort: number;
+  containerPort: number;
+  protocol: "tcp" | "udp" | "sctp";
+}
+
+export interface EndpointRecord {
+  id: string;
+  networkId: string;
+  containerId: string;
+  ifname: string;
+  mac: MAC;
+  addresses: IPNet[];
+  gateways: IP[];
+  hostIfname?: string;
+  ports: StoredPortMapping[];
+  aliases: string[];
+  created: string;
+  driverState: Record<string, unknown>;
+}
+
+export interface ContainerLimits {
+  memoryBytes?: number;
+  cpus?: number;
+  pids?: number;
+}
+
+export interface ContainerRecord {
+  id: string;
+  name: string;
+  netns: string;
+  command: string[];
+  pid?: number;
+  state: "created" | "running" | "exited";
+  exitCode?: number;
+  cgroup?: string;
+  limits: ContainerLimits;
+  created: string;
+  labels: Labels;
+}
+
+/** Who holds an address: one interface of one container on one network. */
+export interface AllocationKey {
+  networkId: string;
+  containerId: string;
+  ifname: string;
+}
+
+/** One address handed out by IPAM. A key holds at most one address per family. */
+export interface AllocationRecord extends AllocationKey {
+  family: 4 | 6;
+  address: IP;
+  /** The pool (by subnet) the address came from. */
+  subnet: Prefix;
+  created: string;
+}
+
+export interface NetworkTable {
+  /** Throws conflict "network-exists" if the name (or id) is taken. */
+  create(rec: NetworkRecord): Promise<void>;
+  get(id: string): Promise<NetworkRecord | undefined>;
+  find(idOrName: string): Promise<NetworkRecord | undefined>;
+  list(): Promise<NetworkRecord[]>;
+  update(rec: NetworkRecord): Promise<void>;
+  /**
+   * Deletes the network and its address allocations. Throws conflict
+   * "network-in-use" while endpoints remain.
+   */
+  delete(id: string): Promise<boolean>;
+}
+
+export interface EndpointTable {
+  /** Throws conflict "endpoint-exists" if the container already has an endpoint on the network. */
+  create(rec: EndpointRecord): Promise<void>;
+  get(id: string): Promise<EndpointRecord | undefined>;
+  listByNetwork(networkId: string): Promise<EndpointRecord[]>;
+  listByContainer(containerId: string): Promise<EndpointRecord[]>;
+  update(rec: EndpointRecord): Promise<void>;
+  delete(id: string): Promise<boolean>;
+}
+
+export interface ContainerTable {
+  /** Throws conflict "container-exists" if the name (or id) is taken. */
+  create(rec: ContainerRecord): Promise<void>;
+  get(id: string): Promise<ContainerRecord | undefined>;
+  find(idOrName: string): Promise<ContainerRecord | undefined>;
+  list(): Promise<ContainerRecord[]>;
+  update(rec: ContainerRecord): Promise<void>;
+  delete(id: string): Promise<boolean>;
+}
+
+export interface AllocationFilter {
+  networkId?: string;
+  containerId?: string;
+}
+
+/**
+ * IPAM persistence. Only bookkeeping: choosing addresses is the job of
+ * src/ipam, which calls these inside one `transaction`.
+ */
+export interface AllocationTable {
+  list(filter?: AllocationFilter): Promise<AllocationRecord[]>;
+  /** The allocations held by one key (at most one per family). */
+  get(key: AllocationKey): Promise<AllocationRecord[]>;
+  byAddress(networkId: string, address: IP): Promise<AllocationRecord | undefined>;
+  /** Allocated addresses of a network from `first` to `last` (inclusive, one family), ascending, at most `limit`. */
+  addressesIn(networkId: string, first: IP, last: IP, limit: number): Promise<IP[]>;
+  /** Throws conflict "address-in-use" / "allocation-exists" on a duplicate. */
+  insert(rec: AllocationRecord): Promise<void>;
+  /** Deletes the key's allocations (one family, or all); returns what was deleted. */
+  delete(key: AllocationKey, family?: 4 | 6): Promise<AllocationRecord[]>;
+  /** Deletes every allocation and cursor of a network; returns what was deleted. */
+  deleteNetwork(networkId: string): Promise<AllocationRecord[]>;
+  /** The last address handed out from a pool (for round-robin allocation). */
+  getCursor(networkId: string, subnet: Prefix): Promise<IP | undefined>;
+  setCursor(networkId: string, subnet: Prefix, last: IP): Promise<void>;
+}
+
+/** A small key/value area (schema version, ULA global id, ...). */
+export interface MetaTable {
+  get(key: string): Promise<string | undefined>;
+  set(key: string, value: string): Promise<void>;
+  delete(key: string): Promise<boolean>;
+}
+
+export interface Store {
+  readonly networks: NetworkTable;
+  readonly endpoints: EndpointTable;
+  readonly containers: ContainerTable;
+  readonly allocations: AllocationTable;
+  readonly meta: MetaTable;
+  transaction<T>(fn: (tx: Store) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
