@@ -1,17 +1,30 @@
 #!/usr/bin/env bash
-# Installs everything Berth needs on a fresh Debian 12 machine (run as root):
-# the kernel tools Berth drives (iproute2, nftables, util-linux's nsenter),
-# the demo workload (busybox-static) and the npm dependencies (Bun included).
+# Installs everything Berth needs on a fresh Debian 12 machine (run as root).
+#   scripts/setup.sh          what berth/berthd need: iproute2, nftables, nsenter, busybox, ping, sysctl; npm deps (Bun)
+#   scripts/setup.sh --test   plus what the test suite drives: the reference CNI plugins, iperf3, docker, podman, ...
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# command:package pairs for running Berth
+RUNTIME_DEPS=(ip:iproute2 nft:nftables nsenter:util-linux busybox:busybox-static ping:iputils-ping sysctl:procps)
+# test dependencies: real peers and clients the suite compares against or is driven by
+TEST_DEPS=(/usr/lib/cni/bridge:containernetworking-plugins iperf3:iperf3)
+
+want=("${RUNTIME_DEPS[@]}")
+[ "${1:-}" = "--test" ] && want+=("${TEST_DEPS[@]}")
+
 need=()
-for pair in ip:iproute2 nft:nftables nsenter:util-linux busybox:busybox-static ping:iputils-ping ss:iproute2; do
+for pair in "${want[@]}"; do
   cmd=${pair%%:*}; pkg=${pair#*:}
-  command -v "$cmd" >/dev/null 2>&1 || [ -x "/bin/$cmd" ] || need+=("$pkg")
+  if [[ $cmd == /* ]]; then [ -e "$cmd" ] && continue
+  else command -v "$cmd" >/dev/null 2>&1 && continue; [ -x "/bin/$cmd" ] && continue; fi
+  need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # policy-rc.d keeps package scripts from starting services (dockerd, containerd) in the root namespace
+  if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; fi
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 if [ ! -x node_modules/.bin/bun ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

@@ -3,8 +3,9 @@
 # Ends with the line "N passed, N failed, N skipped".
 set -uo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
+bash scripts/setup.sh --test || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
 export PATH="$PWD/node_modules/.bin:$PATH"
+echo "== build"; bash scripts/build.sh || failed_checks=$((failed_checks+1))
 failed_checks=0
 echo "== tsc --noEmit"; tsc --noEmit -p . || failed_checks=$((failed_checks+1))
 echo "== biome lint"; biome lint --diagnostic-level=error src test || failed_checks=$((failed_checks+1))
