@@ -5,8 +5,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
 export PATH="$PWD/node_modules/.bin:$PATH"
-echo "== build"; bash scripts/build.sh || failed_checks=$((failed_checks+1))
 failed_checks=0
+echo "== build"; bash scripts/build.sh || failed_checks=$((failed_checks+1))
 echo "== tsc --noEmit"; tsc --noEmit -p . || failed_checks=$((failed_checks+1))
 echo "== biome lint"; biome lint --diagnostic-level=error src test || failed_checks=$((failed_checks+1))
 out=$(mktemp)
