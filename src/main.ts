@@ -5,6 +5,7 @@
  * lazily so a CNI plugin process does not pay for the CLI or the daemon.
  */
 import { basename } from "node:path";
+import { PLUGIN_NAMES } from "./cni/registry.ts";
 
 async function main(): Promise<number> {
   const argv = process.argv.slice(2);
@@ -13,16 +14,14 @@ async function main(): Promise<number> {
     const { berthdMain } = await import("./daemon/main.ts");
     return berthdMain(name === "berthd" ? argv : argv.slice(1));
   }
-  if (name === "berth" || name === "bun" || name === "main.ts") {
-    if (argv[0] === "cni-plugin" && argv[1]) {
-      const { cniMain } = await import("./cni/main.ts");
-      return cniMain(argv[1]);
-    }
-    const { berthMain } = await import("./cli/main.ts");
-    return berthMain(argv);
+  const plugin = PLUGIN_NAMES.includes(name) ? name : argv[0] === "cni-plugin" ? argv[1] : undefined;
+  if (plugin) {
+    const { cniMain } = await import("./cni/main.ts");
+    return cniMain(plugin);
   }
-  const { cniMain } = await import("./cni/main.ts");
-  return cniMain(name);
+  // started as berth, or through the runtime (bun, bun.exe, a differently named copy)
+  const { berthMain } = await import("./cli/main.ts");
+  return berthMain(argv);
 }
 
 main().then(

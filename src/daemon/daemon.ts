@@ -7,6 +7,7 @@ import { dirname } from "node:path";
 import type { Server } from "bun";
 import { API_VERSION, BERTH_VERSION, route } from "../api/router.ts";
 import { Controller } from "../controller/controller.ts";
+import { Reconciler } from "../controller/reconcile.ts";
 import { Cgroups } from "../dataplane/cgroup.ts";
 import { Dataplane } from "../dataplane/dataplane.ts";
 import { invalid } from "../errors.ts";
@@ -24,6 +25,8 @@ export interface DaemonConfig {
   netnsPrefix: string;
   cgroupParent: string;
   defaultPools?: DefaultPoolSpec[];
+  /** Reconcile the kernel with the store every N ms (0: only at start). */
+  reconcileIntervalMs?: number;
 }
 
 export const DEFAULT_CONFIG: DaemonConfig = {
@@ -39,13 +42,15 @@ export class Daemon {
   readonly store: Store;
   readonly controller: Controller;
   readonly runtime: ContainerRuntime;
+  readonly reconciler: Reconciler;
   private server: Server<undefined> | undefined;
 
-  private constructor(config: DaemonConfig, store: Store, controller: Controller, runtime: ContainerRuntime) {
+  private constructor(config: DaemonConfig, store: Store, controller: Controller, runtime: ContainerRuntime, reconciler: Reconciler) {
     this.config = config;
     this.store = store;
     this.controller = controller;
     this.runtime = runtime;
+    this.reconciler = reconciler;
   }
 
   static async start(config: DaemonConfig): Promise<Daemon> {
@@ -65,7 +70,11 @@ export class Daemon {
     await controller.ensurePredefined();
     await controller.syncFirewall();
     await runtime.recover();
-    const d = new Daemon(config, store, controller, runtime);
+    const reconciler = new Reconciler(controller, (r) => console.error(JSON.stringify({ level: r.result === "failed" ? "error" : "warn", msg: "repair", ...r })));
+    await reconciler.runOnce();
+    const interval = config.reconcileIntervalMs ?? 1000;
+    if (interval > 0) reconciler.start(interval);
+    const d = new Daemon(config, store, controller, runtime, reconciler);
     d.listen();
     return d;
   }
@@ -106,6 +115,7 @@ export class Daemon {
   }
 
   async stop(): Promise<void> {
+    this.reconciler.stop();
     await this.server?.stop(true);
     this.server = undefined;
     await this.store.close();

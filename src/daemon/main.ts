@@ -13,6 +13,7 @@ export async function berthdMain(argv: string[]): Promise<number> {
       "netns-prefix": { type: "string" },
       "cgroup-parent": { type: "string" },
       "default-pool": { type: "string", multiple: true },
+      "reconcile-interval": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -22,7 +23,8 @@ export async function berthdMain(argv: string[]): Promise<number> {
   --socket        API socket (default ${DEFAULT_CONFIG.socket})
   --state-dir     state directory (default ${DEFAULT_CONFIG.stateDir})
   --host-netns    run Berth's host side inside this named netns instead of the daemon's own
-  --default-pool  address pool for automatic subnets, e.g. 10.99.0.0/16:24 (repeatable)`);
+  --default-pool  address pool for automatic subnets, e.g. 10.99.0.0/16:24 (repeatable)
+  --reconcile-interval  ms between checks that repair drift (default 1000; 0 = only at start)`);
     return 0;
   }
   const config: DaemonConfig = {
@@ -32,6 +34,14 @@ export async function berthdMain(argv: string[]): Promise<number> {
     netnsPrefix: values["netns-prefix"] ?? DEFAULT_CONFIG.netnsPrefix,
     cgroupParent: values["cgroup-parent"] ?? DEFAULT_CONFIG.cgroupParent,
   };
+  if (values["reconcile-interval"] !== undefined) {
+    const ms = Number(values["reconcile-interval"]);
+    if (!Number.isInteger(ms) || ms < 0) {
+      console.error(`berthd: --reconcile-interval must be a whole number of milliseconds (got ${values["reconcile-interval"]})`);
+      return 2;
+    }
+    config.reconcileIntervalMs = ms;
+  }
   if (values["default-pool"]) {
     config.defaultPools = values["default-pool"].map((s) => {
       const [base, size] = s.split(":");

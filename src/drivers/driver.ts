@@ -54,3 +54,27 @@ export interface PortPublishing {
 export function canPublishPorts(d: Driver): d is Driver & PortPublishing {
   return (d as Partial<PortPublishing>).publishesPorts === true;
 }
+
+/**
+ * Optional capability: the driver can find and repair drift between the store
+ * and the kernel (a deleted bridge or veth, a link set down). `check*` only
+ * reads; `repair*` recreates what is missing from the records, never touching
+ * objects the driver did not create.
+ */
+export interface Reconcilable {
+  /** One dump of the host's links, shared by all checks of one pass. */
+  checkNetwork(net: NetworkRecord, hostLinks: ReadonlyMap<string, LinkSnapshot>): string[];
+  repairNetwork(net: NetworkRecord): Promise<void>;
+  checkEndpoint(net: NetworkRecord, ep: EndpointRecord, hostLinks: ReadonlyMap<string, LinkSnapshot>): string[];
+  repairEndpoint(net: NetworkRecord, ep: EndpointRecord, sb: Sandbox): Promise<void>;
+}
+
+export interface LinkSnapshot {
+  kind: string | undefined;
+  up: boolean;
+  master: string | undefined;
+}
+
+export function isReconcilable(d: Driver): d is Driver & Reconcilable {
+  return typeof (d as Partial<Reconcilable>).checkNetwork === "function";
+}

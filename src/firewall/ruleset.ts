@@ -111,3 +111,16 @@ export function renderTable(s: FirewallState): string {
 export function renderReplace(s: FirewallState): string {
   return `add table ${TABLE_FAMILY} ${TABLE_NAME}\ndelete table ${TABLE_FAMILY} ${TABLE_NAME}\n${renderTable(s)}`;
 }
+
+/** Number of rules in the table (fixed whatever the state): what a healthy table must hold. */
+export function ruleCount(): number {
+  let inChain = false;
+  let n = 0;
+  for (const raw of renderTable({ networks: [], ports: [] }).split("\n")) {
+    const l = raw.trim();
+    if (l.startsWith("chain ")) inChain = true;
+    else if (l === "}") inChain = false;
+    else if (inChain && l !== "" && !l.startsWith("type ")) n++;
+  }
+  return n;
+}

@@ -32,7 +32,7 @@ export async function startDaemon(sb: Sandbox, extra: string[] = []): Promise<Te
   for (let i = 0; ; i++) {
     if (proc.exitCode !== null) throw new Error(`berthd exited: ${await new Response(proc.stderr as ReadableStream).text()}`);
     if (cli("network", "ls", "-q").code === 0) break;
-    if (i > 100) throw new Error("berthd did not start");
+    if (i > 100) throw new Error(`berthd did not start: ${cli("network", "ls", "-q").err}`);
     await Bun.sleep(50);
   }
   return {

@@ -9,7 +9,7 @@
 import { conflict, invalid } from "../../errors.ts";
 import { IPNet } from "../../net/index.ts";
 import type { EndpointRecord, NetworkRecord } from "../../store/types.ts";
-import type { Driver, DriverContext, DriverState, PortPublishing, Sandbox } from "../driver.ts";
+import type { Driver, DriverContext, DriverState, LinkSnapshot, PortPublishing, Reconcilable, Sandbox } from "../driver.ts";
 import { parseBridgeOptions } from "./options.ts";
 
 export interface BridgeNetworkState extends DriverState {
@@ -22,7 +22,7 @@ export interface BridgeEndpointState extends DriverState {
   peerIfname: string;
 }
 
-export class BridgeDriver implements Driver, PortPublishing {
+export class BridgeDriver implements Driver, PortPublishing, Reconcilable {
   readonly name = "bridge";
   readonly scope = "local" as const;
   readonly needsAddresses = true;
@@ -48,15 +48,8 @@ export class BridgeDriver implements Driver, PortPublishing {
     if (await dp.link(this.host, opts.bridgeName)) {
       throw conflict("bridge-exists", `interface ${opts.bridgeName} already exists on the host`, "Options.com.docker.network.bridge.name");
     }
-    const b = dp.batch(this.host).addBridge(opts.bridgeName, { mtu: opts.mtu });
-    if (!net.internal) {
-      for (const pool of net.ipam.pools) {
-        if (pool.gateway) b.addAddress(opts.bridgeName, IPNet.of(pool.gateway, pool.subnet.length), { noDad: true });
-      }
-    }
-    b.setUp(opts.bridgeName);
     try {
-      await dp.apply(b);
+      await this.addBridge(net, opts.bridgeName, opts.mtu);
       faults.hit("bridge.createNetwork:after-link");
       const sysctls: Record<string, string | number> = { "net.ipv4.ip_forward": 1 };
       // 127.0.0.1 published ports: locally generated packets keep their loopback source until masqueraded
@@ -68,6 +61,65 @@ export class BridgeDriver implements Driver, PortPublishing {
       throw e;
     }
     return { bridge: opts.bridgeName, mtu: opts.mtu };
+  }
+
+  private async addBridge(net: NetworkRecord, name: string, mtu: number): Promise<void> {
+    const b = this.ctx.dp.batch(this.host).addBridge(name, { mtu });
+    if (!net.internal) {
+      for (const pool of net.ipam.pools) {
+        if (pool.gateway) b.addAddress(name, IPNet.of(pool.gateway, pool.subnet.length), { noDad: true });
+      }
+    }
+    b.setUp(name);
+    await this.ctx.dp.apply(b);
+  }
+
+  // ---------- reconcile ----------
+
+  checkNetwork(net: NetworkRecord, links: ReadonlyMap<string, LinkSnapshot>): string[] {
+    const st = net.driverState as Partial<BridgeNetworkState>;
+    if (!st.bridge) return [];
+    const l = links.get(st.bridge);
+    if (!l) return [`bridge ${st.bridge} is missing`];
+    if (l.kind !== "bridge") return [`${st.bridge} is a ${l.kind ?? "plain"} link, not a bridge`];
+    return l.up ? [] : [`bridge ${st.bridge} is down`];
+  }
+
+  async repairNetwork(net: NetworkRecord): Promise<void> {
+    const st = net.driverState as BridgeNetworkState;
+    const l = await this.ctx.dp.link(this.host, st.bridge);
+    if (!l) {
+      await this.addBridge(net, st.bridge, st.mtu);
+      await this.ctx.dp.sysctlSet(this.host, { "net.ipv4.ip_forward": 1, [`net.ipv4.conf.${st.bridge}.route_localnet`]: 1 });
+    } else if (l.kind === "bridge" && !l.up) {
+      await this.ctx.dp.apply(this.ctx.dp.batch(this.host).setUp(st.bridge));
+    }
+  }
+
+  checkEndpoint(net: NetworkRecord, ep: EndpointRecord, links: ReadonlyMap<string, LinkSnapshot>): string[] {
+    const nst = net.driverState as Partial<BridgeNetworkState>;
+    const st = ep.driverState as Partial<BridgeEndpointState>;
+    if (!st.hostIfname || !nst.bridge) return [];
+    const l = links.get(st.hostIfname);
+    if (!l) return [`veth ${st.hostIfname} of container ${ep.containerId.slice(0, 12)} is missing`];
+    if (l.master !== nst.bridge) return [`veth ${st.hostIfname} is not attached to ${nst.bridge}`];
+    return l.up ? [] : [`veth ${st.hostIfname} is down`];
+  }
+
+  async repairEndpoint(net: NetworkRecord, ep: EndpointRecord, sb: Sandbox): Promise<void> {
+    const { dp } = this.ctx;
+    const nst = net.driverState as BridgeNetworkState;
+    const st = ep.driverState as BridgeEndpointState;
+    const l = await dp.link(this.host, st.hostIfname);
+    if (l) {
+      await dp.apply(dp.batch(this.host).setMaster(st.hostIfname, nst.bridge).setHairpin(st.hostIfname, true).setUp(st.hostIfname));
+      return;
+    }
+    // the pair is gone (deleting either end deletes both): remove any remnant in the container, then rebuild
+    if (!dp.netnsExists(sb.netns)) return;
+    await dp.deleteLinks(sb.netns, [ep.ifname, st.peerIfname]);
+    await this.createEndpoint(net, ep);
+    await this.join(net, ep, sb);
   }
 
   async deleteNetwork(net: NetworkRecord): Promise<void> {

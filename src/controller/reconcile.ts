@@ -1,0 +1,129 @@
+/**
+ * The reconciler: makes the kernel match the store. It runs at daemon start and
+ * then every `intervalMs` (1 s by default, so drift such as `nft flush ruleset`
+ * or a deleted bridge/veth is repaired within 2 s). One pass costs one link
+ * dump of the host namespace and one listing of Berth's nft table, whatever the
+ * number of containers (deleting either end of a veth deletes both, so the host
+ * side shows every broken endpoint). It only recreates objects recorded in the
+ * store, so it never touches links or tables Berth did not create.
+ */
+import type { LinkSnapshot } from "../drivers/driver.ts";
+import { isReconcilable } from "../drivers/driver.ts";
+import { type FirewallState, ruleCount, TABLE_FAMILY, TABLE_NAME } from "../firewall/ruleset.ts";
+import type { Controller } from "./controller.ts";
+
+export interface Repair {
+  at: string;
+  object: string;
+  problem: string;
+  result: "repaired" | "failed";
+  error?: string;
+}
+
+export type RepairLog = (r: Repair) => void;
+
+export class Reconciler {
+  private readonly ctl: Controller;
+  private readonly log: RepairLog;
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private running: Promise<Repair[]> | undefined;
+  readonly history: Repair[] = [];
+
+  constructor(ctl: Controller, log: RepairLog = () => {}) {
+    this.ctl = ctl;
+    this.log = log;
+  }
+
+  start(intervalMs = 1000): void {
+    this.stop();
+    this.timer = setInterval(() => void this.runOnce().catch(() => undefined), intervalMs);
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** One pass; concurrent calls share the pass in flight. */
+  runOnce(): Promise<Repair[]> {
+    this.running ??= this.pass().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private async pass(): Promise<Repair[]> {
+    const { dp, store } = this.ctl;
+    const repairs: Repair[] = [];
+    const note = async (object: string, problem: string, fix: () => Promise<unknown>) => {
+      const r: Repair = { at: new Date().toISOString(), object, problem, result: "repaired" };
+      try {
+        await fix();
+      } catch (e) {
+        r.result = "failed";
+        r.error = (e as Error).message;
+      }
+      repairs.push(r);
+      this.history.push(r);
+      if (this.history.length > 1000) this.history.shift();
+      this.log(r);
+    };
+
+    const snapshot = async () =>
+      new Map<string, LinkSnapshot>((await dp.links(dp.hostNs)).map((l) => [l.name, { kind: l.kind, up: l.up, master: l.master }]));
+    let links = await snapshot();
+    const nets = await store.networks.list();
+    for (const net of nets) {
+      const d = this.ctl.driver(net.driver);
+      if (!isReconcilable(d)) continue;
+      const problems = d.checkNetwork(net, links);
+      if (problems.length > 0) await note(`network ${net.name}`, problems.join("; "), () => d.repairNetwork(net));
+    }
+    if (repairs.length > 0) links = await snapshot();
+    for (const net of nets) {
+      const d = this.ctl.driver(net.driver);
+      if (!isReconcilable(d)) continue;
+      for (const ep of await store.endpoints.listByNetwork(net.id)) {
+        const problems = d.checkEndpoint(net, ep, links);
+        if (problems.length === 0) continue;
+        const c = await store.containers.get(ep.containerId);
+        if (!c || c.netns === "" || !dp.netnsExists(c.netns)) continue; // sandbox gone: GC's business, not repair
+        await note(`endpoint ${ep.ifname} of ${c.name} on ${net.name}`, problems.join("; "), () =>
+          d.repairEndpoint(net, ep, { containerId: c.id, netns: c.netns }),
+        );
+      }
+    }
+    const fwProblem = await this.firewallDrift(await this.ctl.firewallState());
+    if (fwProblem) await note(`nftables table ${TABLE_FAMILY} ${TABLE_NAME}`, fwProblem, () => this.ctl.syncFirewall());
+    return repairs;
+  }
+
+  /** Compares Berth's table with the desired state by its sets, maps and rule count. */
+  private async firewallDrift(want: FirewallState): Promise<string | undefined> {
+    const t = await this.ctl.dp.nftListTable(this.ctl.dp.hostNs, TABLE_FAMILY, TABLE_NAME);
+    if (!t) return "table is missing";
+    const count = new Map<string, number>();
+    let rules = 0;
+    for (const o of t.nftables) {
+      const s = (o.set ?? o.map) as { name: string; elem?: unknown[] } | undefined;
+      if (s) count.set(s.name, s.elem?.length ?? 0);
+      if (o.rule) rules++;
+    }
+    const v4 = want.ports.filter((p) => p.target.family === 4).length;
+    const expected: [string, number][] = [
+      ["bridges", want.networks.length],
+      ["bridge_pairs", want.networks.length],
+      ["internal", want.networks.filter((n) => n.internal).length],
+      ["ports4", v4],
+      ["ports6", want.ports.length - v4],
+    ];
+    for (const [name, n] of expected) {
+      if (!count.has(name)) return `set ${name} is missing`;
+      if (count.get(name) !== n) return `set ${name} has ${count.get(name)} elements, expected ${n}`;
+    }
+    if (rules !== EXPECTED_RULES) return `${rules} rules, expected ${EXPECTED_RULES}`;
+    return undefined;
+  }
+}
+
+const EXPECTED_RULES = ruleCount();
