@@ -4,7 +4,8 @@
  */
 import { readFileSync } from "node:fs";
 import { invalid } from "../errors.ts";
-import { IP, MAC, parsePortMappings, type PortMapping } from "../net/index.ts";
+import { IP, MAC, parsePort, parsePortMappings, type PortMapping, PROTOCOLS, type Protocol } from "../net/index.ts";
+import { trace } from "../controller/trace.ts";
 import type { ContainerRuntime, ContainerView, NetworkAttachment } from "../runtime/containers.ts";
 import type { Controller } from "../controller/controller.ts";
 import {
@@ -102,6 +103,13 @@ export async function handleContainers(rt: ContainerRuntime, ctl: Controller, re
       await ctl.disconnect(net, c.id, c.netns);
     }
     return ok();
+  }
+  if (parts[0] === "berth" && parts[1] === "trace" && parts.length === 2 && m === "GET") {
+    const src = req.query.get("src") ?? "";
+    const dst = req.query.get("dst") ?? "";
+    const proto = (req.query.get("proto") ?? "tcp") as Protocol;
+    if (!PROTOCOLS.includes(proto)) throw invalid("bad-protocol", `protocol ${JSON.stringify(proto)} must be one of ${PROTOCOLS.join(", ")}`, "proto");
+    return ok(await trace(ctl, src, dst, parsePort(req.query.get("port") ?? "", "port"), proto));
   }
   if (parts[0] !== "berth" || parts[1] !== "containers") return undefined;
   const rest = parts.slice(2);

@@ -326,3 +326,15 @@ export async function execCommand(c: Client, argv: string[]): Promise<number> {
   });
   return await p.exited;
 }
+
+/** `berth trace SRC DST PORT[/proto]`: why a connection is allowed or dropped. */
+export async function traceCommand(c: Client, argv: string[], out: Out): Promise<number> {
+  if (argv.length !== 3) throw invalid("usage", "usage: berth trace SRC DST PORT[/tcp|udp|sctp]");
+  const [src, dst, portSpec] = argv as [string, string, string];
+  const [port, proto = "tcp"] = portSpec.split("/");
+  const q = new URLSearchParams({ src, dst, port: port ?? "", proto });
+  const r = await c.call<{ verdict: string; reason: string; steps: { at: string; note: string }[] }>("GET", `/berth/trace?${q}`);
+  for (const s of r.steps) out(`  ${s.at.padEnd(24)} ${s.note}`);
+  out(`${r.verdict.toUpperCase()}: ${r.reason}`);
+  return r.verdict === "allowed" ? 0 : 3;
+}

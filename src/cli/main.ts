@@ -1,7 +1,7 @@
 /** `berth` CLI entry: global flags, then the command. */
 import { asBerthError } from "../errors.ts";
 import { Client, DEFAULT_SOCKET } from "./client.ts";
-import { execCommand, inspectCommand, logsCommand, networkCommand, psCommand, rmCommand, runCommand } from "./commands.ts";
+import { execCommand, inspectCommand, logsCommand, networkCommand, psCommand, rmCommand, runCommand, traceCommand } from "./commands.ts";
 import { demoCommand } from "./demo.ts";
 
 const USAGE = `usage: berth [--socket PATH] COMMAND
@@ -13,6 +13,7 @@ commands:
   exec C [--] CMD  run a command in a container's network namespace and cgroup
   logs C           print a container's output
   inspect C...     show a container as JSON
+  trace SRC DST PORT[/proto]  explain whether SRC can connect to DST, from Berth's state and rules
   demo             start a sandboxed Berth, wire containers, print a connectivity matrix
 environment: BERTH_SOCKET (default ${DEFAULT_SOCKET})`;
 
@@ -41,6 +42,8 @@ export async function berthMain(argv: string[]): Promise<number> {
         return await logsCommand(c, rest);
       case "inspect":
         return await inspectCommand(c, rest, out);
+      case "trace":
+        return await traceCommand(c, rest, out);
       case "demo":
         return await demoCommand(rest);
       case undefined:

@@ -73,6 +73,10 @@ export class IpBatch {
   setHairpin(dev: string, on: boolean): this {
     return this.push(`link set dev ${dev} type bridge_slave hairpin ${on ? "on" : "off"}`);
   }
+  /** Isolated bridge ports cannot exchange frames with each other, only with non-isolated ports and the bridge (icc=false). */
+  setIsolated(dev: string, on: boolean): this {
+    return this.push(`link set dev ${dev} type bridge_slave isolated ${on ? "on" : "off"}`);
+  }
   setMtu(dev: string, mtu: number): this {
     return this.push(`link set dev ${dev} mtu ${mtu}`);
   }

@@ -15,6 +15,7 @@ import { parseBridgeOptions } from "./options.ts";
 export interface BridgeNetworkState extends DriverState {
   bridge: string;
   mtu: number;
+  icc: boolean;
 }
 
 export interface BridgeEndpointState extends DriverState {
@@ -60,7 +61,7 @@ export class BridgeDriver implements Driver, PortPublishing, Reconcilable {
       await dp.deleteLinks(this.host, [opts.bridgeName]);
       throw e;
     }
-    return { bridge: opts.bridgeName, mtu: opts.mtu };
+    return { bridge: opts.bridgeName, mtu: opts.mtu, icc: opts.icc };
   }
 
   private async addBridge(net: NetworkRecord, name: string, mtu: number): Promise<void> {
@@ -112,7 +113,9 @@ export class BridgeDriver implements Driver, PortPublishing, Reconcilable {
     const st = ep.driverState as BridgeEndpointState;
     const l = await dp.link(this.host, st.hostIfname);
     if (l) {
-      await dp.apply(dp.batch(this.host).setMaster(st.hostIfname, nst.bridge).setHairpin(st.hostIfname, true).setUp(st.hostIfname));
+      await dp.apply(
+        dp.batch(this.host).setMaster(st.hostIfname, nst.bridge).setHairpin(st.hostIfname, true).setIsolated(st.hostIfname, nst.icc === false).setUp(st.hostIfname),
+      );
       return;
     }
     // the pair is gone (deleting either end deletes both): remove any remnant in the container, then rebuild
@@ -145,6 +148,7 @@ export class BridgeDriver implements Driver, PortPublishing, Reconcilable {
       .addVeth(hostIfname, peerIfname, { mtu: st.mtu, peerMac: ep.mac })
       .setMaster(hostIfname, st.bridge)
       .setHairpin(hostIfname, true)
+      .setIsolated(hostIfname, st.icc === false)
       .setUp(hostIfname);
     try {
       await dp.apply(b);

@@ -9,14 +9,15 @@ export const OPT_BRIDGE_NAME = "com.docker.network.bridge.name";
 export const OPT_MTU = "com.docker.network.driver.mtu";
 export const OPT_MASQUERADE = "com.docker.network.bridge.enable_ip_masquerade";
 export const OPT_ICC = "com.docker.network.bridge.enable_icc";
-export const OPT_HOST_BINDING = "com.docker.network.bridge.host_binding_ipv4";
 
-const KNOWN = new Set([OPT_BRIDGE_NAME, OPT_MTU, OPT_MASQUERADE, OPT_ICC, OPT_HOST_BINDING]);
+const KNOWN = new Set([OPT_BRIDGE_NAME, OPT_MTU, OPT_MASQUERADE, OPT_ICC]);
 
 export interface BridgeOptions {
   bridgeName: string;
   mtu: number;
   masquerade: boolean;
+  /** Inter-container communication on the network (false: ports are isolated from each other). */
+  icc: boolean;
 }
 
 export const DEFAULT_MTU = 1500;
@@ -44,9 +45,11 @@ export function parseBridgeOptions(options: Record<string, string>, networkId: s
     }
   }
   const icc = options[OPT_ICC];
-  if (icc !== undefined && !parseBool(icc, OPT_ICC)) {
-    throw invalid("unsupported-option", `${OPT_ICC}=false is not supported yet`, `Options.${OPT_ICC}`);
-  }
   const masq = options[OPT_MASQUERADE];
-  return { bridgeName: name, mtu, masquerade: masq === undefined ? true : parseBool(masq, OPT_MASQUERADE) };
+  return {
+    bridgeName: name,
+    mtu,
+    masquerade: masq === undefined ? true : parseBool(masq, OPT_MASQUERADE),
+    icc: icc === undefined ? true : parseBool(icc, OPT_ICC),
+  };
 }
