@@ -20,7 +20,7 @@ describe("IpBatch", () => {
       "link add name vb1 mtu 1400 type veth peer name vc1 mtu 1400 address 02:42:0a:00:00:02 netns c1",
       "link set dev vb1 master br-x",
       "address add 10.0.0.1/24 dev br-x",
-      "address add fd00::2/64 dev eth0 nodad",
+      "address add fd00::2/64 nodad dev eth0",
       "route add 0.0.0.0/0 via 10.0.0.1 dev eth0",
       "route add ::/0 via fd00::1",
       "route add 10.9.0.0/16 dev eth0 metric 10",
