@@ -9,6 +9,11 @@ cd "$(dirname "$0")/.."
 RUNTIME_DEPS=(ip:iproute2 nft:nftables nsenter:util-linux busybox:busybox-static ping:iputils-ping sysctl:procps)
 # test dependencies: real peers and clients the suite compares against or is driven by
 TEST_DEPS=(/usr/lib/cni/bridge:containernetworking-plugins iperf3:iperf3)
+# test dependencies of the CNI runtime/plugin tests: iptables for the reference portmap/firewall
+# (test/netns/cni-chain), podman with its OCI runtimes for test/e2e/podman (CNI backend, conmon comes with podman)
+TEST_DEPS+=(iptables:iptables podman:podman crun:crun runc:runc tc:iproute2)
+# the docker CLI (Debian's 20.10 when /usr/local/bin/docker is absent) and dockerd + containerd for the plugin tests
+TEST_DEPS+=(dockerd:docker.io /usr/bin/docker:docker.io containerd:containerd containerd-shim-runc-v2:containerd)
 
 want=("${RUNTIME_DEPS[@]}")
 [ "${1:-}" = "--test" ] && want+=("${TEST_DEPS[@]}")
