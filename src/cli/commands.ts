@@ -2,6 +2,7 @@
  * `berth` commands with docker CLI habits. Each command is a client of berthd's
  * API; `exec` enters the container's namespace and cgroup directly (root only).
  */
+import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { invalid } from "../errors.ts";
 import type { Client } from "./client.ts";
@@ -32,6 +33,7 @@ export interface ContainerJson {
   NetnsName: string;
   NetnsPath: string;
   CgroupProcs: string[];
+  ResolvConfPath?: string;
   Networks: { NetworkID: string; Ifname: string; Addresses: string[]; Ports: { HostIp: string; HostPort: number; ContainerPort: number; Protocol: string }[] }[];
 }
 
@@ -318,7 +320,9 @@ export async function execCommand(c: Client, argv: string[]): Promise<number> {
   const ctr = await c.call<ContainerJson>("GET", `/berth/containers/${encodeURIComponent(ctrName)}`);
   if (ctr.State !== "running") throw invalid("not-running", `container ${ctr.Name} is not running`, "container");
   const trampoline = 'while [ "$1" != "--" ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"';
-  const ns = ctr.NetnsPath ? ["nsenter", `--net=${ctr.NetnsPath}`, "--"] : [];
+  // the container's mount namespace too when it has one (its own /etc/resolv.conf for the embedded DNS)
+  const mnt = ctr.ResolvConfPath && ctr.Pid && existsSync(`/proc/${ctr.Pid}/ns/mnt`) ? [`--mount=/proc/${ctr.Pid}/ns/mnt`, `--wd=${process.cwd()}`] : [];
+  const ns = ctr.NetnsPath || mnt.length > 0 ? ["nsenter", ...(ctr.NetnsPath ? [`--net=${ctr.NetnsPath}`] : []), ...mnt, "--"] : [];
   const p = Bun.spawn(["sh", "-c", trampoline, "sh", ...ctr.CgroupProcs, "--", ...ns, ...command], {
     stdin: "inherit",
     stdout: "inherit",
@@ -337,4 +341,113 @@ export async function traceCommand(c: Client, argv: string[], out: Out): Promise
   for (const s of r.steps) out(`  ${s.at.padEnd(24)} ${s.note}`);
   out(`${r.verdict.toUpperCase()}: ${r.reason}`);
   return r.verdict === "allowed" ? 0 : 3;
+}
+
+interface StatsJson {
+  id: string;
+  name: string;
+  read: string;
+  cgroup?: { cpuNanos: number; memoryBytes: number; memoryLimit?: number; pids: number; pidsLimit?: number; blockReadBytes: number; blockWriteBytes: number };
+  networks: { name: string; rxBytes: number; txBytes: number; rxPackets: number; txPackets: number; rxDropped: number; txDropped: number }[];
+}
+
+const human = (n: number): string => {
+  const u = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < u.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${i === 0 ? v : v.toFixed(2)}${u[i]}`;
+};
+
+/** `berth stats [--no-stream] [CONTAINER...]`: CPU %, memory, pids, block I/O, network per container. */
+export async function statsCommand(c: Client, argv: string[], out: Out): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { "no-stream": { type: "boolean" }, format: { type: "string" }, interval: { type: "string" } },
+  });
+  const interval = values.interval ? parseNumber(values.interval, "interval") * 1000 : 1000;
+  const sample = async (): Promise<StatsJson[]> =>
+    positionals.length > 0
+      ? Promise.all(positionals.map((p) => c.call<StatsJson>("GET", `/berth/containers/${encodeURIComponent(p)}/stats`)))
+      : c.call<StatsJson[]>("GET", "/berth/stats");
+  let prev = new Map((await sample()).map((s) => [s.id, s]));
+  for (;;) {
+    await Bun.sleep(interval);
+    const cur = await sample();
+    const rows = [["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "PIDS", "NET I/O (rx / tx)", "NET PKTS", "NET DROPS", "BLOCK I/O"]];
+    const json: unknown[] = [];
+    for (const s of cur) {
+      const p = prev.get(s.id);
+      const wall = p ? (Date.parse(s.read) - Date.parse(p.read)) * 1e6 : 0;
+      const cpu = p?.cgroup && s.cgroup && wall > 0 ? ((s.cgroup.cpuNanos - p.cgroup.cpuNanos) / wall) * 100 : 0;
+      const net = s.networks.reduce(
+        (a, n) => ({ rx: a.rx + n.rxBytes, tx: a.tx + n.txBytes, rp: a.rp + n.rxPackets, tp: a.tp + n.txPackets, d: a.d + n.rxDropped + n.txDropped }),
+        { rx: 0, tx: 0, rp: 0, tp: 0, d: 0 },
+      );
+      const g = s.cgroup;
+      json.push({ ...s, cpuPercent: Number(cpu.toFixed(2)) });
+      rows.push([
+        s.id.slice(0, 12),
+        s.name,
+        `${cpu.toFixed(2)}%`,
+        g ? `${human(g.memoryBytes)} / ${g.memoryLimit !== undefined ? human(g.memoryLimit) : "unlimited"}` : "-",
+        g ? `${g.pids}${g.pidsLimit !== undefined ? ` / ${g.pidsLimit}` : ""}` : "-",
+        `${human(net.rx)} / ${human(net.tx)}`,
+        `${net.rp} / ${net.tp}`,
+        String(net.d),
+        g ? `${human(g.blockReadBytes)} / ${human(g.blockWriteBytes)}` : "-",
+      ]);
+    }
+    if (values.format === "json") {
+      for (const j of json) out(JSON.stringify(j));
+    } else {
+      if (!values["no-stream"]) process.stdout.write("\x1b[2J\x1b[H"); // live refresh: clear the terminal
+      table(rows, out);
+    }
+    if (values["no-stream"]) return 0;
+    prev = new Map(cur.map((s) => [s.id, s]));
+  }
+}
+
+/** `berth events [--since T] [--until T] [--filter k=v]`: the event stream, one line per event. */
+export async function eventsCommand(c: Client, argv: string[], out: Out): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { since: { type: "string" }, until: { type: "string" }, filter: { type: "string", short: "f", multiple: true }, format: { type: "string" } },
+  });
+  const filters: Record<string, string[]> = {};
+  for (const f of values.filter ?? []) {
+    const i = f.indexOf("=");
+    if (i <= 0) throw invalid("bad-filter", `bad filter ${JSON.stringify(f)}: use key=value`, "filter");
+    const k = f.slice(0, i);
+    filters[k] = [...(filters[k] ?? []), f.slice(i + 1)];
+  }
+  const q = new URLSearchParams();
+  if (values.since) q.set("since", values.since);
+  if (values.until) q.set("until", values.until);
+  if (Object.keys(filters).length > 0) q.set("filters", JSON.stringify(filters));
+  const res = await fetch(`http://berth/events?${q}`, { unix: c.socket });
+  if (!res.ok || !res.body) throw invalid("events", `cannot read events: ${await res.text()}`);
+  const dec = new TextDecoder();
+  let buf = "";
+  for await (const chunk of res.body) {
+    buf += dec.decode(chunk as Uint8Array, { stream: true });
+    let i = buf.indexOf("\n");
+    while (i >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      if (values.format === "json") out(line);
+      else {
+        const e = JSON.parse(line) as { Type: string; Action: string; Actor: { ID: string; Attributes: Record<string, string> }; timeNano: number };
+        const attrs = Object.entries(e.Actor.Attributes).map(([k, v]) => `${k}=${v}`).join(", ");
+        out(`${new Date(e.timeNano / 1e6).toISOString()} ${e.Type} ${e.Action} ${e.Actor.ID.slice(0, 12)} (${attrs})`);
+      }
+      i = buf.indexOf("\n");
+    }
+  }
+  return 0;
 }

@@ -1,7 +1,18 @@
 /** `berth` CLI entry: global flags, then the command. */
 import { asBerthError } from "../errors.ts";
 import { Client, DEFAULT_SOCKET } from "./client.ts";
-import { execCommand, inspectCommand, logsCommand, networkCommand, psCommand, rmCommand, runCommand, traceCommand } from "./commands.ts";
+import {
+  eventsCommand,
+  execCommand,
+  inspectCommand,
+  logsCommand,
+  networkCommand,
+  psCommand,
+  rmCommand,
+  runCommand,
+  statsCommand,
+  traceCommand,
+} from "./commands.ts";
 import { demoCommand } from "./demo.ts";
 
 const USAGE = `usage: berth [--socket PATH] COMMAND
@@ -13,8 +24,11 @@ commands:
   exec C [--] CMD  run a command in a container's network namespace and cgroup
   logs C           print a container's output
   inspect C...     show a container as JSON
+  stats [--no-stream] [C...]  CPU, memory, pids, block and network I/O per container (live)
+  events [--since T] [--filter type=network]  the event stream
   trace SRC DST PORT[/proto]  explain whether SRC can connect to DST, from Berth's state and rules
   demo             start a sandboxed Berth, wire containers, print a connectivity matrix
+  cni add|check|del|gc|status NET [NETNS] [flags]   run a CNI network list (like cnitool; no daemon needed)
 environment: BERTH_SOCKET (default ${DEFAULT_SOCKET})`;
 
 export async function berthMain(argv: string[]): Promise<number> {
@@ -42,10 +56,19 @@ export async function berthMain(argv: string[]): Promise<number> {
         return await logsCommand(c, rest);
       case "inspect":
         return await inspectCommand(c, rest, out);
+      case "stats":
+        return await statsCommand(c, rest, out);
+      case "events":
+        return await eventsCommand(c, rest, out);
       case "trace":
         return await traceCommand(c, rest, out);
       case "demo":
         return await demoCommand(rest);
+      case "cni": {
+        // lazy: the CNI runtime needs neither the API client nor the daemon
+        const { cniCommand } = await import("../cni/runtime/cli.ts");
+        return await cniCommand(rest, out);
+      }
       case undefined:
       case "help":
       case "--help":

@@ -11,7 +11,24 @@ export async function cniMain(name: string): Promise<number> {
     return 1;
   }
   const stdin = process.env.CNI_COMMAND === "VERSION" && process.stdin.isTTY ? "{}" : await Bun.stdin.text();
+  const t0 = performance.now();
   const out = await runPlugin(plugin, process.env, stdin);
+  if (out.exitCode !== 0 || process.env.BERTH_LOG_LEVEL === "debug") {
+    // structured log line on stderr (runtimes pass it through): operation and container in every line
+    console.error(
+      JSON.stringify({
+        time: new Date().toISOString(),
+        level: out.exitCode === 0 ? "debug" : "error",
+        msg: out.exitCode === 0 ? "cni ok" : "cni failed",
+        component: `cni/${name}`,
+        op: process.env.CNI_COMMAND ?? "",
+        containerId: process.env.CNI_CONTAINERID ?? "",
+        ifname: process.env.CNI_IFNAME ?? "",
+        ms: Math.round(performance.now() - t0),
+        ...(out.exitCode === 0 ? {} : { error: out.stdout.trim() }),
+      }),
+    );
+  }
   // console.log, not process.stdout: the latter costs ~15 ms of start-up in Bun
   if (out.stdout) console.log(out.stdout.trimEnd());
   return out.exitCode;

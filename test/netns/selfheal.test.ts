@@ -90,12 +90,13 @@ describe("self-healing dataplane", () => {
 
   test("the daemon logged each repair as a JSON line", async () => {
     await d.stop();
-    const log = await new Response(d.proc.stderr as ReadableStream).text();
+    const log = d.logs();
     const repairs = log
       .split("\n")
       .filter((l) => l.startsWith("{"))
-      .map((l) => JSON.parse(l) as { msg: string; object: string; result: string });
-    expect(repairs.filter((r) => r.msg === "repair" && r.result === "repaired").length).toBeGreaterThanOrEqual(4);
+      .map((l) => JSON.parse(l) as { msg: string; object: string; result: string; op: string })
+      .filter((r) => r.msg === "repair");
+    expect(repairs.filter((r) => r.result === "repaired" && r.op === "reconcile").length).toBeGreaterThanOrEqual(4);
     expect(repairs.some((r) => r.object.startsWith("network healnet"))).toBe(true);
     expect(repairs.some((r) => r.object.startsWith("endpoint eth0 of hb"))).toBe(true);
     d = await startDaemon(sb); // afterAll removes the containers through a live daemon
