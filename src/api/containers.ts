@@ -18,6 +18,7 @@ import {
   optNumber,
   optString,
   optStringArray,
+  optStringMap,
   rejectUnknown,
 } from "./http.ts";
 
@@ -36,6 +37,7 @@ export function containerJson(c: ContainerView): Json {
     CgroupProcs: c.cgroupProcs,
     Limits: c.limits,
     LogPath: c.logPath,
+    ResolvConfPath: c.resolvConfPath,
     Labels: c.labels,
     Networks: c.endpoints.map((e) => ({
       NetworkID: e.networkId,
@@ -127,6 +129,8 @@ export async function handleContainers(rt: ContainerRuntime, ctl: Controller, re
     const memory = optNumber(b, "Memory");
     const cpus = optNumber(b, "Cpus");
     const pids = optNumber(b, "Pids");
+    // Labels was accepted but never read: a wrong type passed silently and the labels were dropped
+    const labels = optStringMap(b, "Labels");
     const view = await rt.run({
       command,
       networks: ((nets as unknown[] | undefined) ?? []).map((n, i) => parseAttachment(n, `Networks[${i}]`)),
@@ -136,6 +140,7 @@ export async function handleContainers(rt: ContainerRuntime, ctl: Controller, re
         ...(pids !== undefined ? { pids } : {}),
       },
       ...(name ? { name } : {}),
+      ...(labels ? { labels } : {}),
     });
     return ok(containerJson(view), 201);
   }

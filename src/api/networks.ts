@@ -33,6 +33,9 @@ export function parseCreateBody(body: unknown): CreateNetworkRequest {
   rejectUnknown(b, CREATE_FIELDS, "network create request");
   const name = optString(b, "Name");
   if (!name) throw invalid("missing-name", "network name (Name) is required", "Name");
+  // accepted for Docker compatibility but unused: still type-checked, so a malformed body is a 400
+  optBool(b, "CheckDuplicate");
+  optString(b, "Scope");
   if (optBool(b, "Ingress")) throw invalid("unsupported", "ingress networks are not supported", "Ingress");
   if (optBool(b, "ConfigOnly")) throw invalid("unsupported", "config-only networks are not supported", "ConfigOnly");
   const cf = b.ConfigFrom;
@@ -139,10 +142,12 @@ function toFilter(f: Record<string, string[]>): NetworkFilter {
   const out: NetworkFilter = {};
   for (const [k, v] of Object.entries(f)) {
     if (!known.includes(k)) throw invalid("bad-filter", `invalid filter '${k}'`, `filters.${k}`);
-    if (k === "type") {
+    if (k === "dangling") {
+      for (const t of v) if (!["true", "false", "1", "0"].includes(t)) throw invalid("bad-filter", `invalid filter 'dangling=${t}'`, "filters.dangling");
+    } else if (k === "type") {
       for (const t of v) if (t !== "custom" && t !== "builtin") throw invalid("bad-filter", `invalid filter: 'type'='${t}'`, "filters.type");
       out.type = v as ("custom" | "builtin")[];
-    } else if (k !== "dangling") {
+    } else {
       (out as Record<string, string[]>)[k] = v;
     }
   }
@@ -157,9 +162,13 @@ export async function handleNetworks(ctl: Controller, req: ApiRequest): Promise<
     const filters = parseFilters(req.query.get("filters"));
     const nets = await ctl.listNetworks(toFilter(filters));
     let list = nets;
-    if (filters.dangling?.includes("true")) {
+    const dangling = filters.dangling;
+    if (dangling && dangling.length > 0) {
+      // Docker: dangling=true -> user networks without endpoints; false -> the others (predefined or in use)
+      const only = dangling.includes("true") || dangling.includes("1");
       const used = await Promise.all(nets.map(async (n) => (await ctl.store.endpoints.listByNetwork(n.id)).length > 0));
-      list = nets.filter((n, i) => !used[i] && !(PREDEFINED as readonly string[]).includes(n.name));
+      const isDangling = (n: NetworkRecord, i: number) => !used[i] && !(PREDEFINED as readonly string[]).includes(n.name);
+      list = nets.filter((n, i) => isDangling(n, i) === only);
     }
     return ok(await Promise.all(list.map((n) => networkJson(ctl, n, false))));
   }

@@ -74,7 +74,8 @@ export async function demoCommand(_argv: string[]): Promise<number> {
     console.log("== starting berthd (embedded SQLite store) for the sandbox");
     daemon = Bun.spawn(
       [process.execPath, join(import.meta.dir, "..", "main.ts"), "berthd", "--socket", socket, "--state-dir", join(dir, "state"),
-        "--host-netns", hostNs, "--netns-prefix", `${tag}-c`, "--cgroup-parent", `${tag}-cg`, "--default-pool", "10.77.0.0/16:24"],
+        "--host-netns", hostNs, "--netns-prefix", `${tag}-c`, "--cgroup-parent", `${tag}-cg`, "--default-pool", "10.77.0.0/16:24",
+        "--plugin-socket", ""],
       { stdout: "inherit", stderr: "pipe" },
     );
     await waitForSocket(c, daemon);

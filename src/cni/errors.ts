@@ -20,6 +20,8 @@ export const CNI_ERR = {
   // Berth's own
   conflict: 100,
   forbidden: 101,
+  /** CHECK found a resource missing or different from the previous result. */
+  checkFailed: 102,
   internal: 999,
 } as const;
 

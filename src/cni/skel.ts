@@ -5,9 +5,9 @@
  * print instead of printing, so plugins can run in-process (tests, delegation
  * between Berth's own plugins) as well as from the multi-call binary.
  */
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { validateIfName } from "../net/index.ts";
-import { CNI_ERR, CniError, cniError, errorJson, toCniError } from "./errors.ts";
+import { CNI_ERR, type CniError, cniError, errorJson, toCniError } from "./errors.ts";
 import { type CniResult, type NetConf, parseResult, resultToJson } from "./types.ts";
 import { LATEST, requireSupported, SUPPORTED_VERSIONS } from "./version.ts";
 
@@ -77,7 +77,24 @@ export function readEnv(env: Record<string, string | undefined>): CniEnv {
   if ((e.command === "ADD" || e.command === "CHECK") && !existsSync(e.netns)) {
     throw cniError(CNI_ERR.invalidNetns, `failed to open netns ${JSON.stringify(e.netns)}: no such file or directory`);
   }
+  if (e.command === "ADD" || e.command === "CHECK") requireNetns(e.netns);
   return e;
+}
+
+/** True when `path` is a namespace file (nsfs: a bind mount under /run/netns or /proc/PID/ns/net). */
+export function isNetnsPath(path: string): boolean {
+  if (!path.startsWith("/") || /\s/.test(path)) return false;
+  try {
+    return statSync(path).dev === statSync("/proc/self/ns/net").dev;
+  } catch {
+    return false;
+  }
+}
+
+function requireNetns(path: string): void {
+  if (!path.startsWith("/")) throw cniError(CNI_ERR.invalidNetns, `CNI_NETNS ${JSON.stringify(path)} is not an absolute path`);
+  if (/\s/.test(path)) throw cniError(CNI_ERR.invalidNetns, `CNI_NETNS ${JSON.stringify(path)} contains whitespace`);
+  if (!isNetnsPath(path)) throw cniError(CNI_ERR.invalidNetns, `CNI_NETNS ${JSON.stringify(path)} is not a network namespace`);
 }
 
 export function parseConf(stdin: string): NetConf {

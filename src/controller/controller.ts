@@ -9,18 +9,21 @@
  */
 import { Dataplane } from "../dataplane/dataplane.ts";
 import type { Driver, DriverContext } from "../drivers/driver.ts";
-import { canPublishPorts } from "../drivers/driver.ts";
+import { canPublishPorts, supportsExternalSandboxes } from "../drivers/driver.ts";
 import { BridgeDriver } from "../drivers/bridge/bridge-driver.ts";
 import { parseBridgeOptions } from "../drivers/bridge/options.ts";
 import { HostDriver } from "../drivers/host/host-driver.ts";
+import { IpvlanDriver } from "../drivers/ipvlan/ipvlan-driver.ts";
+import { MacvlanDriver } from "../drivers/macvlan/macvlan-driver.ts";
 import { NullDriver } from "../drivers/null/null-driver.ts";
-import { BerthError, conflict, forbidden, invalid, notFound } from "../errors.ts";
+import { BerthError, conflict, forbidden, invalid, notFound, unavailable } from "../errors.ts";
 import { Firewall } from "../firewall/firewall.ts";
 import type { FirewallNetwork, FirewallPort, FirewallState } from "../firewall/ruleset.ts";
 import { type Ipam } from "../ipam/index.ts";
-import { MAC, type IP, validateContainerId, validateIfName, validateNetworkName, validateDnsLabel } from "../net/index.ts";
-import { newId, nowIso } from "../store/index.ts";
+import { IP, MAC, type PortMapping, type Prefix, validateContainerId, validateIfName, validateNetworkName, validateDnsLabel } from "../net/index.ts";
+import { isId, newId, nowIso } from "../store/index.ts";
 import type { EndpointRecord, NetworkRecord, Store, StoredPortMapping } from "../store/types.ts";
+import { EventBus } from "../observe/events.ts";
 import { Faults } from "./faults.ts";
 import type { ConnectRequest, CreateNetworkRequest, NetworkFilter } from "./types.ts";
 import { UndoStack } from "./undo.ts";
@@ -33,6 +36,7 @@ export interface ControllerOptions {
   ipam: Ipam;
   dp: Dataplane;
   faults?: Faults;
+  events?: EventBus;
 }
 
 export class Controller {
@@ -41,6 +45,7 @@ export class Controller {
   readonly dp: Dataplane;
   readonly faults: Faults;
   readonly firewall: Firewall;
+  readonly events: EventBus;
   private readonly drivers = new Map<string, Driver>();
 
   constructor(o: ControllerOptions) {
@@ -48,9 +53,25 @@ export class Controller {
     this.ipam = o.ipam;
     this.dp = o.dp;
     this.faults = o.faults ?? new Faults();
+    this.events = o.events ?? new EventBus();
     this.firewall = new Firewall(this.dp, this.dp.hostNs);
     const ctx: DriverContext = { dp: this.dp, faults: this.faults, syncFirewall: () => this.syncFirewall() };
-    for (const d of [new NullDriver(), new HostDriver(), new BridgeDriver(ctx)]) this.drivers.set(d.name, d);
+    for (const d of [new NullDriver(), new HostDriver(), new BridgeDriver(ctx), new MacvlanDriver(ctx, this.store), new IpvlanDriver(ctx, this.store)]) {
+      this.drivers.set(d.name, d);
+    }
+  }
+
+  private teardownLock: Promise<unknown> = Promise.resolve();
+
+  /**
+   * Runs `fn` alone among `exclusive` calls: teardown (kernel objects, then the
+   * record) and the reconciler's repairs (which re-check the record inside), so
+   * a repair can never recreate what a teardown is removing.
+   */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.teardownLock.then(fn);
+    this.teardownLock = next.catch(() => undefined);
+    return next;
   }
 
   driverNames(): string[] {
@@ -99,7 +120,11 @@ export class Controller {
     if (await this.store.networks.find(req.name).then((n) => n?.name === req.name)) {
       throw conflict("network-exists", `network with name ${req.name} already exists`, "Name");
     }
-    const id = newId();
+    if (req.id !== undefined) {
+      if (!isId(req.id)) throw invalid("bad-network-id", `network id ${JSON.stringify(req.id)} must be 64 lowercase hex digits`, "NetworkID");
+      if (await this.store.networks.get(req.id)) throw conflict("network-exists", `network with id ${req.id} already exists`, "NetworkID");
+    }
+    const id = req.id ?? newId();
     const net: NetworkRecord = {
       id,
       name: req.name,
@@ -113,6 +138,7 @@ export class Controller {
       ipam: { driver: "default", options: { ...(req.ipam?.options ?? {}) }, pools: [] },
       created: nowIso(),
       driverState: {},
+      ...(req.managedBy ? { managedBy: req.managedBy } : {}),
     };
     if (!driver.needsAddresses && (req.ipam?.config ?? []).length > 0) {
       throw invalid("ipam-unsupported", `the ${driverName} driver does not use IP addresses`, "IPAM.Config");
@@ -130,6 +156,7 @@ export class Controller {
             ipv4: req.enableIPv4 ?? true,
             ipv6: net.enableIPv6,
             field: "IPAM.Config",
+            ...(req.ipam?.claimReserved ? { claimReserved: true } : {}),
           });
         }
         driver.validateNetwork(net);
@@ -144,6 +171,7 @@ export class Controller {
       await this.syncFirewall();
       this.faults.hit("createNetwork:after-firewall");
       undo.commit();
+      this.events.emit("network", "create", net.id, { name: net.name, type: net.driver });
       return net;
     } catch (e) {
       await undo.rollback();
@@ -172,20 +200,29 @@ export class Controller {
     return all.filter((n) => matchesFilter(n, f)).sort((a, b) => a.name.localeCompare(b.name));
   }
 
-  async deleteNetwork(idOrName: string): Promise<void> {
+  /** `o.managedBy` must name the network's manager when it has one (see NetworkRecord.managedBy). */
+  async deleteNetwork(idOrName: string, o: { managedBy?: string } = {}): Promise<void> {
     const net = await this.getNetwork(idOrName);
     if ((PREDEFINED as readonly string[]).includes(net.name)) {
       throw forbidden("predefined", `${net.name} is a pre-defined network and cannot be removed`, "network");
+    }
+    if (net.managedBy !== undefined && net.managedBy !== o.managedBy) {
+      throw forbidden("managed-network", `network ${net.name} is managed by ${net.managedBy}; remove it there (e.g. docker network rm)`, "network");
     }
     const eps = await this.store.endpoints.listByNetwork(net.id);
     if (eps.length > 0) {
       throw forbidden("network-in-use", `error while removing network: network ${net.name} id ${net.id} has active endpoints`, "network");
     }
     const driver = this.driver(net.driver);
-    await driver.deleteNetwork(net);
-    await this.ipam.releaseNetwork(net.id);
-    await this.store.networks.delete(net.id);
+    // kernel objects and the record go together, never interleaved with a reconciler repair
+    // (which would recreate the bridge from a record about to disappear)
+    await this.exclusive(async () => {
+      await driver.deleteNetwork(net);
+      await this.ipam.releaseNetwork(net.id);
+      await this.store.networks.delete(net.id);
+    });
     await this.syncFirewall();
+    this.events.emit("network", "destroy", net.id, { name: net.name, type: net.driver });
   }
 
   /** Removes every user network without endpoints; returns their names. */
@@ -193,6 +230,7 @@ export class Controller {
     const removed: string[] = [];
     for (const n of await this.listNetworks(f)) {
       if ((PREDEFINED as readonly string[]).includes(n.name)) continue;
+      if (n.managedBy !== undefined) continue;
       if ((await this.store.endpoints.listByNetwork(n.id)).length > 0) continue;
       await this.deleteNetwork(n.id);
       removed.push(n.name);
@@ -209,6 +247,12 @@ export class Controller {
     const ifname = validateIfName(req.ifname ?? (await this.nextIfname(req.containerId)), "ifname");
     for (const a of req.aliases ?? []) validateDnsLabel(a, "Aliases");
     const ports = req.ports ?? [];
+    if (req.external && !supportsExternalSandboxes(driver)) {
+      throw invalid("external-unsupported", `the ${net.driver} driver cannot hand endpoints to an external runtime`, "Driver");
+    }
+    if (req.endpointId !== undefined && !isId(req.endpointId)) {
+      throw invalid("bad-endpoint-id", `endpoint id ${JSON.stringify(req.endpointId)} must be 64 lowercase hex digits`, "EndpointID");
+    }
     if (ports.length > 0 && !canPublishPorts(driver)) {
       throw invalid("ports-unsupported", `the ${net.driver} driver cannot publish ports`, "ports");
     }
@@ -232,11 +276,11 @@ export class Controller {
         }
       }
     }
-    // a host-network container's sandbox is the host namespace itself
-    if (net.driver !== "host") this.dp.requireNetns(req.netns);
+    // a host-network container's sandbox is the host namespace itself; an external one is the runtime's business
+    if (net.driver !== "host" && !req.external) this.dp.requireNetns(req.netns);
 
     const ep: EndpointRecord = {
-      id: newId(),
+      id: req.endpointId ?? newId(),
       networkId: net.id,
       containerId: req.containerId,
       ifname,
@@ -247,16 +291,30 @@ export class Controller {
       aliases: [...(req.aliases ?? [])],
       created: nowIso(),
       driverState: {},
+      ...(req.external ? { external: {} } : {}),
     };
     driver.validateEndpoint(net, ep);
     const sb = { containerId: req.containerId, netns: req.netns };
     const undo = new UndoStack();
     try {
       if (driver.needsAddresses) {
+        // pushed before allocating: when the second family fails, the first family's address
+        // must be released too (release is idempotent); the round-robin cursor is rewound so a
+        // failed connect does not shift the next container's address
+        const cursors: { subnet: Prefix; prev: IP | undefined; mine: IP }[] = [];
+        undo.push("addresses", async () => {
+          await this.ipam.release({ networkId: net.id, containerId: req.containerId, ifname });
+          for (const c of cursors.reverse()) {
+            const cur = await this.store.allocations.getCursor(net.id, c.subnet);
+            // only when nobody allocated since; a cursor before the range means "from the start", like none
+            if (cur?.equals(c.mine)) await this.store.allocations.setCursor(net.id, c.subnet, c.prev ?? IP.fromBigInt(c.mine.family, 0n));
+          }
+        });
         for (const pool of net.ipam.pools) {
           const fam = pool.subnet.family;
           if (ep.addresses.some((a) => a.ip.family === fam)) continue;
           const requested = fam === 4 ? req.ipv4 : req.ipv6;
+          const prev = requested ? undefined : await this.store.allocations.getCursor(net.id, pool.subnet);
           const a = await this.ipam.allocate({
             networkId: net.id,
             containerId: req.containerId,
@@ -265,10 +323,14 @@ export class Controller {
             field: `IPAMConfig.IPv${fam}Address`,
             ...(requested ? { requested } : {}),
           });
+          if (!requested) cursors.push({ subnet: a.subnet, prev, mine: a.address });
           ep.addresses.push(a.ipnet);
           if (a.gateway && !net.internal) ep.gateways.push(a.gateway);
         }
-        undo.push("addresses", () => this.ipam.release({ networkId: net.id, containerId: req.containerId, ifname }).then(() => undefined));
+        // like Docker: the MAC follows the IPv4 address, so when an address is re-used its peers'
+        // cached neighbour entries stay right (with a random MAC they blackhole it for seconds)
+        const v4 = ep.addresses.find((a) => a.ip.family === 4);
+        if (!req.mac && v4) ep.mac = MAC.fromIPv4(v4.ip);
         for (const fam of [4, 6] as const) {
           const r = fam === 4 ? req.ipv4 : req.ipv6;
           if (r && !ep.addresses.some((a) => a.ip.equals(r))) {
@@ -287,14 +349,17 @@ export class Controller {
       undo.push("driver endpoint", () => driver.deleteEndpoint(net, ep));
       await this.store.endpoints.update(ep);
       this.faults.hit("connect:after-create-endpoint");
-      await driver.join(net, ep, sb);
-      undo.push("join", () => driver.leave(net, ep, sb));
-      this.faults.hit("connect:after-join");
+      if (!req.external) {
+        await driver.join(net, ep, sb);
+        undo.push("join", () => driver.leave(net, ep, sb));
+        this.faults.hit("connect:after-join");
+      }
       if (ep.ports.length > 0) {
         await this.syncFirewall();
         this.faults.hit("connect:after-firewall");
       }
       undo.commit();
+      this.events.emit("network", "connect", net.id, { name: net.name, type: net.driver, container: ep.containerId, endpoint: ep.id });
       return ep;
     } catch (e) {
       await undo.rollback();
@@ -310,6 +375,9 @@ export class Controller {
     if (!ep) {
       throw notFound("endpoint-not-found", `container ${containerId} is not connected to network ${net.name}`, "Container");
     }
+    if (ep.external) {
+      throw forbidden("external-endpoint", `endpoint ${ep.id} of network ${net.name} belongs to an external runtime (docker); disconnect it there`, "Container");
+    }
     await this.removeEndpoint(net, ep, netns);
   }
 
@@ -324,11 +392,14 @@ export class Controller {
         errors.push(e as Error);
       }
     };
-    await step(() => driver.leave(net, ep, { containerId: ep.containerId, netns }));
-    await step(() => driver.deleteEndpoint(net, ep));
-    await step(() => this.ipam.release({ networkId: net.id, containerId: ep.containerId, ifname: ep.ifname }));
-    await step(() => this.store.endpoints.delete(ep.id));
+    await this.exclusive(async () => {
+      if (!ep.external) await step(() => driver.leave(net, ep, { containerId: ep.containerId, netns }));
+      await step(() => driver.deleteEndpoint(net, ep));
+      await step(() => this.ipam.release({ networkId: net.id, containerId: ep.containerId, ifname: ep.ifname }));
+      await step(() => this.store.endpoints.delete(ep.id));
+    });
     if (ep.ports.length > 0) await step(() => this.syncFirewall());
+    this.events.emit("network", "disconnect", net.id, { name: net.name, type: net.driver, container: ep.containerId, endpoint: ep.id });
     if (errors[0]) throw errors[0];
   }
 
@@ -344,6 +415,112 @@ export class Controller {
       await this.removeEndpoint(net, ep, netns).catch((e: Error) => errors.push(e));
     }
     if (errors[0]) throw errors[0];
+  }
+
+  // ---------------- endpoints of external sandboxes (dockerd) ----------------
+
+  /** Whether networks of this driver can hand endpoints to an external runtime (throws for an unknown driver). */
+  supportsExternalSandboxes(driverName: string): boolean {
+    return supportsExternalSandboxes(this.driver(driverName));
+  }
+
+  /** One endpoint of a network, by endpoint id. */
+  async getEndpoint(network: string, endpointId: string): Promise<{ net: NetworkRecord; ep: EndpointRecord }> {
+    const net = await this.getNetwork(network);
+    const ep = await this.store.endpoints.get(endpointId);
+    if (!ep || ep.networkId !== net.id) {
+      throw notFound("endpoint-not-found", `endpoint ${endpointId} not found in network ${net.name}`, "EndpointID");
+    }
+    return { net, ep };
+  }
+
+  /**
+   * The external runtime is putting the endpoint into its sandbox `sandboxKey`:
+   * records that and returns the link (in the host namespace) it must move.
+   */
+  async joinExternal(network: string, endpointId: string, sandboxKey: string): Promise<{ net: NetworkRecord; ep: EndpointRecord; link: string }> {
+    const { net, ep } = await this.getEndpoint(network, endpointId);
+    const driver = this.driver(net.driver);
+    if (!ep.external || !supportsExternalSandboxes(driver)) {
+      throw forbidden("not-external", `endpoint ${endpointId} belongs to a Berth container, not to an external runtime`, "EndpointID");
+    }
+    if (ep.external.sandboxKey !== undefined && ep.external.sandboxKey !== sandboxKey) {
+      throw forbidden("endpoint-joined", `endpoint ${endpointId} is already in sandbox ${ep.external.sandboxKey}`, "EndpointID");
+    }
+    ep.external = { sandboxKey };
+    await this.store.endpoints.update(ep);
+    return { net, ep, link: driver.containerLink(net, ep) };
+  }
+
+  /** Deletes an external runtime's endpoint (Docker's DeleteEndpoint). Idempotent: a missing endpoint is success. */
+  async removeExternalEndpoint(network: string, endpointId: string): Promise<void> {
+    const net = await this.store.networks.find(network);
+    const ep = await this.store.endpoints.get(endpointId);
+    if (!net || !ep || ep.networkId !== net.id) return;
+    if (!ep.external) {
+      throw forbidden("not-external", `endpoint ${endpointId} belongs to a Berth container, not to an external runtime`, "EndpointID");
+    }
+    await this.removeEndpoint(net, ep, "");
+  }
+
+  /** The external runtime took the endpoint out of its sandbox. Idempotent. */
+  async leaveExternal(network: string, endpointId: string): Promise<void> {
+    const { ep } = await this.getEndpoint(network, endpointId);
+    if (!ep.external) {
+      throw forbidden("not-external", `endpoint ${endpointId} belongs to a Berth container, not to an external runtime`, "EndpointID");
+    }
+    if (ep.external.sandboxKey === undefined) return;
+    ep.external = {};
+    await this.store.endpoints.update(ep);
+  }
+
+  /**
+   * Replaces the ports an endpoint publishes (Docker's Program/RevokeExternalConnectivity).
+   * A host port of 0 gets a free one from `ephemeral`. On failure the old ports stay.
+   */
+  async setEndpointPorts(
+    network: string,
+    endpointId: string,
+    ports: readonly PortMapping[],
+    ephemeral: { first: number; last: number } = { first: 49153, last: 60999 },
+  ): Promise<EndpointRecord> {
+    const { net, ep } = await this.getEndpoint(network, endpointId);
+    if (ports.length > 0 && !canPublishPorts(this.driver(net.driver))) {
+      throw invalid("ports-unsupported", `the ${net.driver} driver cannot publish ports`, "ports");
+    }
+    const next: EndpointRecord = { ...ep };
+    await this.store.transaction(async (tx) => {
+      const taken = new Set<string>();
+      for (const n of await tx.networks.list()) {
+        for (const other of await tx.endpoints.listByNetwork(n.id)) {
+          if (other.id !== ep.id) for (const p of other.ports) taken.add(`${p.protocol}/${p.hostPort}`);
+        }
+      }
+      const chosen: StoredPortMapping[] = [];
+      for (const p of ports) {
+        let hostPort = p.hostPort;
+        if (hostPort === 0) {
+          for (let c = ephemeral.first; c <= ephemeral.last && hostPort === 0; c++) {
+            const k = `${p.protocol}/${c}`;
+            if (!taken.has(k) && !chosen.some((q) => q.protocol === p.protocol && q.hostPort === c)) hostPort = c;
+          }
+          if (hostPort === 0) throw unavailable("no-free-port", `no free host port for ${p.containerPort}/${p.protocol}`, "ports");
+        }
+        chosen.push({ ...(p.hostIP ? { hostIP: p.hostIP } : {}), hostPort, containerPort: p.containerPort, protocol: p.protocol });
+      }
+      next.ports = chosen;
+      this.driver(net.driver).validateEndpoint(net, next);
+      if (chosen.length > 0) await assertPortsFree(tx, next);
+      await tx.endpoints.update(next);
+    });
+    try {
+      await this.syncFirewall();
+    } catch (e) {
+      await this.store.endpoints.update(ep);
+      await this.syncFirewall().catch(() => undefined);
+      throw e;
+    }
+    return next;
   }
 
   private async nextIfname(containerId: string): Promise<string> {
@@ -362,6 +539,7 @@ export class Controller {
     const networks: FirewallNetwork[] = [];
     const ports: FirewallPort[] = [];
     for (const net of await this.store.networks.list()) {
+      // only bridge traffic crosses Berth's table: macvlan/ipvlan children sit on their parent's segment
       if (net.driver !== "bridge") continue;
       const st = net.driverState as { bridge?: string };
       if (!st.bridge) continue;
@@ -392,7 +570,10 @@ function overlapsHost(a: IP | undefined, b: IP | undefined): boolean {
 async function assertPortsFree(tx: Store, ep: EndpointRecord): Promise<void> {
   const taken: { p: StoredPortMapping; owner: EndpointRecord }[] = [];
   for (const net of await tx.networks.list()) {
-    for (const other of await tx.endpoints.listByNetwork(net.id)) for (const p of other.ports) taken.push({ p, owner: other });
+    for (const other of await tx.endpoints.listByNetwork(net.id)) {
+      // an endpoint's own (old) ports never conflict with its new ones
+      if (other.id !== ep.id) for (const p of other.ports) taken.push({ p, owner: other });
+    }
   }
   const mine: StoredPortMapping[] = [];
   for (const p of ep.ports) {
@@ -410,10 +591,19 @@ async function assertPortsFree(tx: Store, ep: EndpointRecord): Promise<void> {
   }
 }
 
+/** Docker's name/id filter: the term is a regular expression searched in the value (plain substring if it is not one). */
+function dockerMatch(term: string, value: string): boolean {
+  try {
+    return new RegExp(term).test(value);
+  } catch {
+    return value.includes(term);
+  }
+}
+
 function matchesFilter(n: NetworkRecord, f: NetworkFilter): boolean {
   const predefined = (PREDEFINED as readonly string[]).includes(n.name);
-  if (f.name && !f.name.some((x) => n.name.includes(x))) return false;
-  if (f.id && !f.id.some((x) => n.id.startsWith(x))) return false;
+  if (f.name && !f.name.some((x) => dockerMatch(x, n.name))) return false;
+  if (f.id && !f.id.some((x) => dockerMatch(x, n.id))) return false;
   if (f.driver && !f.driver.includes(n.driver)) return false;
   if (f.scope && !f.scope.includes(n.scope)) return false;
   if (f.type && !f.type.includes(predefined ? "builtin" : "custom")) return false;

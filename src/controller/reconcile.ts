@@ -77,7 +77,14 @@ export class Reconciler {
       const d = this.ctl.driver(net.driver);
       if (!isReconcilable(d)) continue;
       const problems = d.checkNetwork(net, links);
-      if (problems.length > 0) await note(`network ${net.name}`, problems.join("; "), () => d.repairNetwork(net));
+      if (problems.length > 0) {
+        // inside the controller's teardown lock, and only while the network still exists
+        await note(`network ${net.name}`, problems.join("; "), () =>
+          this.ctl.exclusive(async () => {
+            if (await store.networks.get(net.id)) await d.repairNetwork(net);
+          }),
+        );
+      }
     }
     if (repairs.length > 0) links = await snapshot();
     for (const net of nets) {
@@ -89,7 +96,9 @@ export class Reconciler {
         const c = await store.containers.get(ep.containerId);
         if (!c || c.netns === "" || !dp.netnsExists(c.netns)) continue; // sandbox gone: GC's business, not repair
         await note(`endpoint ${ep.ifname} of ${c.name} on ${net.name}`, problems.join("; "), () =>
-          d.repairEndpoint(net, ep, { containerId: c.id, netns: c.netns }),
+          this.ctl.exclusive(async () => {
+            if (await store.endpoints.get(ep.id)) await d.repairEndpoint(net, ep, { containerId: c.id, netns: c.netns });
+          }),
         );
       }
     }

@@ -5,6 +5,10 @@ import type { PoolSpec } from "../ipam/index.ts";
 
 export interface CreateNetworkRequest {
   name: string;
+  /** Use this id (64 hex) instead of a new one, e.g. Docker's NetworkID for plugin-created networks. */
+  id?: string;
+  /** See NetworkRecord.managedBy. */
+  managedBy?: string;
   driver?: string;
   internal?: boolean;
   enableIPv6?: boolean;
@@ -13,7 +17,17 @@ export interface CreateNetworkRequest {
   attachable?: boolean;
   options?: Record<string, string>;
   labels?: Record<string, string>;
-  ipam?: { driver?: string; options?: Record<string, string>; config?: PoolSpec[] };
+  ipam?: {
+    driver?: string;
+    options?: Record<string, string>;
+    config?: PoolSpec[];
+    /**
+     * The subnets were handed out by Berth's IPAM as reserved pools (Docker's
+     * IPAM plugin RequestPool): a reservation of exactly the same subnet is the
+     * network's own, not an overlap.
+     */
+    claimReserved?: boolean;
+  };
 }
 
 export interface ConnectRequest {
@@ -28,6 +42,15 @@ export interface ConnectRequest {
   mac?: MAC;
   aliases?: string[];
   ports?: PortMapping[];
+  /**
+   * The sandbox belongs to an external runtime (dockerd): create the endpoint
+   * (addresses, links in the host namespace) but do not join it; the runtime
+   * moves and configures the container end, then reports it with `joinExternal`.
+   * `netns` is ignored.
+   */
+  external?: boolean;
+  /** Use this endpoint id (64 hex), e.g. Docker's EndpointID. */
+  endpointId?: string;
 }
 
 export interface NetworkFilter {

@@ -2,6 +2,7 @@
 import { parseArgs } from "node:util";
 import { asBerthError } from "../errors.ts";
 import { Daemon, type DaemonConfig, DEFAULT_CONFIG } from "./daemon.ts";
+import { parseUpstream } from "../dns/upstream.ts";
 
 export async function berthdMain(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -14,17 +15,23 @@ export async function berthdMain(argv: string[]): Promise<number> {
       "cgroup-parent": { type: "string" },
       "default-pool": { type: "string", multiple: true },
       "reconcile-interval": { type: "string" },
+      "plugin-socket": { type: "string" },
+      "dns-upstream": { type: "string", multiple: true },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
   });
   if (values.help) {
-    console.log(`usage: berthd [--socket PATH] [--state-dir DIR] [--host-netns NS] [--netns-prefix P] [--cgroup-parent NAME] [--default-pool BASE/LEN:SIZE ...]
+    console.log(`usage: berthd [--socket PATH] [--state-dir DIR] [--host-netns NS] [--netns-prefix P] [--cgroup-parent NAME] [--default-pool BASE/LEN:SIZE ...] [--plugin-socket PATH]
   --socket        API socket (default ${DEFAULT_CONFIG.socket})
   --state-dir     state directory (default ${DEFAULT_CONFIG.stateDir})
   --host-netns    run Berth's host side inside this named netns instead of the daemon's own
   --default-pool  address pool for automatic subnets, e.g. 10.99.0.0/16:24 (repeatable)
-  --reconcile-interval  ms between checks that repair drift (default 1000; 0 = only at start)`);
+  --reconcile-interval  ms between checks that repair drift (default 1000; 0 = only at start)
+  --plugin-socket PATH  Docker remote network + IPAM plugin socket (default ${DEFAULT_CONFIG.pluginSocket};
+                  "" = off). dockerd must share Berth's host network namespace to use it.
+  --dns-upstream IP[:PORT]  upstream server for the embedded DNS resolver (repeatable, tried in order;
+                  default: the nameservers of /etc/resolv.conf, loopback ones skipped)`);
     return 0;
   }
   const config: DaemonConfig = {
@@ -33,7 +40,17 @@ export async function berthdMain(argv: string[]): Promise<number> {
     hostNetns: values["host-netns"] ?? null,
     netnsPrefix: values["netns-prefix"] ?? DEFAULT_CONFIG.netnsPrefix,
     cgroupParent: values["cgroup-parent"] ?? DEFAULT_CONFIG.cgroupParent,
+    pluginSocket: values["plugin-socket"] ?? DEFAULT_CONFIG.pluginSocket ?? null,
   };
+  if (values["dns-upstream"]) {
+    try {
+      for (const u of values["dns-upstream"]) parseUpstream(u, "dns-upstream");
+    } catch (e) {
+      console.error(`berthd: --dns-upstream: ${asBerthError(e).message}`);
+      return 2;
+    }
+    config.dnsUpstreams = values["dns-upstream"];
+  }
   if (values["reconcile-interval"] !== undefined) {
     const ms = Number(values["reconcile-interval"]);
     if (!Number.isInteger(ms) || ms < 0) {
@@ -55,7 +72,7 @@ export async function berthdMain(argv: string[]): Promise<number> {
     console.error(`berthd: ${asBerthError(e).message}`);
     return 1;
   }
-  console.error(`berthd: listening on ${config.socket}`);
+  console.error(`berthd: listening on ${config.socket}${config.pluginSocket ? `, Docker plugin on ${config.pluginSocket}` : ""}`);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once("SIGTERM", stop);

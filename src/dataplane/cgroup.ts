@@ -17,7 +17,19 @@ export interface CgroupLimits {
 }
 
 export type CgroupMode = "v2" | "v1";
+
+export interface CgroupStats {
+  cpuNanos: number;
+  memoryBytes: number;
+  memoryLimit: number | undefined;
+  pids: number;
+  pidsLimit: number | undefined;
+  blockReadBytes: number;
+  blockWriteBytes: number;
+}
 const CONTROLLERS = ["memory", "cpu", "pids"] as const;
+/** v1 hierarchies joined only for accounting (stats), when the machine has them. */
+const V1_ACCOUNTING = ["cpuacct", "blkio"] as const;
 const CPU_PERIOD_US = 100_000;
 const MIN_MEMORY = 6 * 1024 * 1024; // Docker's minimum
 
@@ -47,7 +59,11 @@ export class Cgroups {
   /** Directories that make up one cgroup (one for v2, one per controller for v1). */
   dirs(name: string): string[] {
     if (this.mode === "v2") return [join(this.root, this.parent, name)];
-    return CONTROLLERS.map((c) => join(this.root, c, this.parent, name));
+    return [...CONTROLLERS, ...this.v1Accounting].map((c) => join(this.root, c, this.parent, name));
+  }
+
+  private get v1Accounting(): string[] {
+    return V1_ACCOUNTING.filter((c) => existsSync(join(this.root, c, "cgroup.procs")));
   }
 
   /** Creates the cgroup with its limits. Undone completely on failure. */
@@ -111,7 +127,8 @@ export class Cgroups {
 
   /** Removes Berth's parent cgroup(s) if they are empty (best effort). */
   removeParent(): void {
-    const parents = this.mode === "v2" ? [join(this.root, this.parent)] : CONTROLLERS.map((c) => join(this.root, c, this.parent));
+    const parents =
+      this.mode === "v2" ? [join(this.root, this.parent)] : [...CONTROLLERS, ...this.v1Accounting].map((c) => join(this.root, c, this.parent));
     for (const d of parents) {
       try {
         rmdirSync(d);
@@ -119,6 +136,74 @@ export class Cgroups {
         /* not empty or gone */
       }
     }
+  }
+
+  /** Resource usage read from the cgroup files (never estimated). */
+  stats(name: string): CgroupStats {
+    const num = (f: string) => {
+      try {
+        const v = readFileSync(f, "utf8").trim();
+        return v === "max" ? undefined : Number(v);
+      } catch {
+        return undefined;
+      }
+    };
+    const keyed = (f: string): Map<string, number> => {
+      const m = new Map<string, number>();
+      try {
+        for (const line of readFileSync(f, "utf8").split("\n")) {
+          const [k, v] = line.trim().split(/\s+/);
+          if (k && v !== undefined) m.set(k, Number(v));
+        }
+      } catch {
+        /* missing */
+      }
+      return m;
+    };
+    if (this.mode === "v2") {
+      const d = this.dirs(name)[0]!;
+      let rd = 0;
+      let wr = 0;
+      try {
+        for (const line of readFileSync(join(d, "io.stat"), "utf8").split("\n")) {
+          rd += Number(/rbytes=(\d+)/.exec(line)?.[1] ?? 0);
+          wr += Number(/wbytes=(\d+)/.exec(line)?.[1] ?? 0);
+        }
+      } catch {
+        /* io controller off */
+      }
+      return {
+        cpuNanos: (keyed(join(d, "cpu.stat")).get("usage_usec") ?? 0) * 1000,
+        memoryBytes: num(join(d, "memory.current")) ?? 0,
+        memoryLimit: num(join(d, "memory.max")),
+        pids: num(join(d, "pids.current")) ?? 0,
+        pidsLimit: num(join(d, "pids.max")),
+        blockReadBytes: rd,
+        blockWriteBytes: wr,
+      };
+    }
+    const at = (c: string, f: string) => join(this.root, c, this.parent, name, f);
+    const mem = num(at("memory", "memory.limit_in_bytes"));
+    let rd = 0;
+    let wr = 0;
+    try {
+      for (const line of readFileSync(at("blkio", "blkio.throttle.io_service_bytes"), "utf8").split("\n")) {
+        const [, op, v] = line.trim().split(/\s+/);
+        if (op === "Read") rd += Number(v);
+        if (op === "Write") wr += Number(v);
+      }
+    } catch {
+      /* no blkio hierarchy */
+    }
+    return {
+      cpuNanos: num(at("cpuacct", "cpuacct.usage")) ?? 0,
+      memoryBytes: num(at("memory", "memory.usage_in_bytes")) ?? 0,
+      memoryLimit: mem !== undefined && mem < 2 ** 62 ? mem : undefined,
+      pids: num(at("pids", "pids.current")) ?? 0,
+      pidsLimit: num(at("pids", "pids.max")),
+      blockReadBytes: rd,
+      blockWriteBytes: wr,
+    };
   }
 
   readLimits(name: string): CgroupLimits {

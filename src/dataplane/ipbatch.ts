@@ -15,6 +15,16 @@ export interface VethOptions {
   peerMac?: MAC;
 }
 
+/** Macvlan modes (iproute2 names): how children of one parent reach each other. */
+export type MacvlanMode = "bridge" | "private" | "vepa" | "passthru";
+export const MACVLAN_MODES: readonly MacvlanMode[] = ["bridge", "private", "vepa", "passthru"];
+/** Ipvlan modes. The kernel keeps ONE mode per parent (the port): a new child with another mode switches the others. */
+export type IpvlanMode = "l2" | "l3" | "l3s";
+export const IPVLAN_MODES: readonly IpvlanMode[] = ["l2", "l3", "l3s"];
+/** Ipvlan flags (also per parent in the kernel). */
+export type IpvlanFlag = "bridge" | "private" | "vepa";
+export const IPVLAN_FLAGS: readonly IpvlanFlag[] = ["bridge", "private", "vepa"];
+
 export interface RouteSpec {
   /** Destination prefix; undefined means the default route of `family`. */
   dst?: Prefix;
@@ -23,6 +33,17 @@ export interface RouteSpec {
   dev?: string;
   src?: IP;
   metric?: number;
+  /** Route scope (iproute2 names: "link", "host", "global"). */
+  scope?: "link" | "host" | "global";
+  table?: number;
+  mtu?: number;
+  advmss?: number;
+}
+
+export interface AddressOptions {
+  noDad?: boolean;
+  /** IPv4: set the broadcast address from the prefix (`brd +`), as netlink-based tools do. */
+  broadcast?: boolean;
 }
 
 export class IpBatch {
@@ -57,6 +78,40 @@ export class IpBatch {
     return this.push(`link add name ${name}${mtu}${mac} type veth peer name ${peer}${mtu}${peerMac}${peerNs}`);
   }
 
+  /** A macvlan child of `parent` (created in this batch's namespace, where `parent` must be). */
+  /** `opts.netns`: create the child directly in that namespace (name or path); the name is checked there. */
+  addMacvlan(name: string, parent: string, mode: MacvlanMode, opts: { mtu?: number; mac?: MAC; netns?: string } = {}): this {
+    validateIfName(name);
+    validateIfName(parent, "parent");
+    const mtu = opts.mtu ? ` mtu ${opts.mtu}` : "";
+    const mac = opts.mac ? ` address ${opts.mac}` : "";
+    const ns = opts.netns !== undefined ? ` netns ${opts.netns}` : "";
+    return this.push(`link add link ${parent} name ${name}${mtu}${mac}${ns} type macvlan mode ${mode}`);
+  }
+
+  /** An ipvlan child of `parent`. Mode and flag belong to the parent: every child of one parent shares them. */
+  addIpvlan(name: string, parent: string, mode: IpvlanMode, flag: IpvlanFlag = "bridge", opts: { mtu?: number; netns?: string } = {}): this {
+    validateIfName(name);
+    validateIfName(parent, "parent");
+    const mtu = opts.mtu ? ` mtu ${opts.mtu}` : "";
+    const ns = opts.netns !== undefined ? ` netns ${opts.netns}` : "";
+    return this.push(`link add link ${parent} name ${name}${mtu}${ns} type ipvlan mode ${mode} ${flag}`);
+  }
+
+  /** An 802.1Q sub-interface of `parent` with VLAN id `id` (1-4094). */
+  addVlan(name: string, parent: string, id: number): this {
+    validateIfName(name);
+    validateIfName(parent, "parent");
+    if (!Number.isInteger(id) || id < 1 || id > 4094) throw new RangeError(`VLAN id ${id} is not in 1-4094`);
+    return this.push(`link add link ${parent} name ${name} type vlan id ${id}`);
+  }
+
+  /** A dummy device (a parent that leads nowhere: isolated macvlan/ipvlan networks). */
+  addDummy(name: string): this {
+    validateIfName(name);
+    return this.push(`link add name ${name} type dummy`);
+  }
+
   setUp(dev: string): this {
     return this.push(`link set dev ${dev} up`);
   }
@@ -77,6 +132,15 @@ export class IpBatch {
   setIsolated(dev: string, on: boolean): this {
     return this.push(`link set dev ${dev} type bridge_slave isolated ${on ? "on" : "off"}`);
   }
+  setPromisc(dev: string, on: boolean): this {
+    return this.push(`link set dev ${dev} promisc ${on ? "on" : "off"}`);
+  }
+  setAllmulticast(dev: string, on: boolean): this {
+    return this.push(`link set dev ${dev} allmulticast ${on ? "on" : "off"}`);
+  }
+  setTxQueueLen(dev: string, qlen: number): this {
+    return this.push(`link set dev ${dev} txqueuelen ${qlen}`);
+  }
   setMtu(dev: string, mtu: number): this {
     return this.push(`link set dev ${dev} mtu ${mtu}`);
   }
@@ -93,9 +157,12 @@ export class IpBatch {
   deleteLink(dev: string): this {
     return this.push(`link del dev ${dev}`);
   }
-  addAddress(dev: string, addr: IPNet, opts: { noDad?: boolean } = {}): this {
-    const nodad = opts.noDad && addr.ip.family === 6 ? " nodad" : "";
-    return this.push(`address add ${addr} dev ${dev}${nodad}`);
+  addAddress(dev: string, addr: IPNet, opts: AddressOptions = {}): this {
+    return this.push(`address add ${addr}${addressFlags(addr, opts)} dev ${dev}`);
+  }
+  /** Adds the address or leaves it as it is when present (idempotent under concurrency). */
+  replaceAddress(dev: string, addr: IPNet, opts: AddressOptions = {}): this {
+    return this.push(`address replace ${addr}${addressFlags(addr, opts)} dev ${dev}`);
   }
   deleteAddress(dev: string, addr: IPNet): this {
     return this.push(`address del ${addr} dev ${dev}`);
@@ -119,5 +186,14 @@ function routeArgs(r: RouteSpec): string {
   if (r.dev) parts.push("dev", r.dev);
   if (r.src) parts.push("src", r.src.toString());
   if (r.metric !== undefined) parts.push("metric", String(r.metric));
+  if (r.scope) parts.push("scope", r.scope);
+  if (r.table !== undefined) parts.push("table", String(r.table));
+  if (r.mtu !== undefined) parts.push("mtu", String(r.mtu));
+  if (r.advmss !== undefined) parts.push("advmss", String(r.advmss));
   return parts.join(" ");
+}
+
+function addressFlags(addr: IPNet, opts: AddressOptions): string {
+  if (addr.ip.family === 6) return opts.noDad ? " nodad" : "";
+  return opts.broadcast && addr.length <= 30 ? " brd +" : "";
 }

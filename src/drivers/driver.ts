@@ -78,3 +78,18 @@ export interface LinkSnapshot {
 export function isReconcilable(d: Driver): d is Driver & Reconcilable {
   return typeof (d as Partial<Reconcilable>).checkNetwork === "function";
 }
+
+/**
+ * Optional capability: endpoints whose sandbox belongs to an external runtime
+ * (dockerd through the remote driver protocol). For these the controller calls
+ * `createEndpoint` but never `join`/`leave`: the container end must then be a
+ * link in the host namespace, which the runtime moves into its sandbox, renames
+ * and configures itself. `containerLink` names that link.
+ */
+export interface ExternalSandboxes {
+  containerLink(net: NetworkRecord, ep: EndpointRecord): string;
+}
+
+export function supportsExternalSandboxes(d: Driver): d is Driver & ExternalSandboxes {
+  return typeof (d as Partial<ExternalSandboxes>).containerLink === "function";
+}

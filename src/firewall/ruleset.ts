@@ -11,6 +11,8 @@
  *    (container address . port), an interval map so "any host address" is the
  *    0.0.0.0/0 (::/0) element and the kernel itself refuses two mappings that
  *    overlap. DNAT only, so the container sees the client's real source address.
+ *  - `hairpin4`/`hairpin6`: (target . target) of published ports, masqueraded so a
+ *    container can reach its own published port through a host address.
  *  - inbound traffic from outside to a container is allowed only when it was
  *    DNATed (published) or belongs to a connection the container opened.
  */
@@ -60,6 +62,11 @@ export function renderTable(s: FirewallState): string {
   const nat = (fam: 4 | 6) =>
     s.networks.flatMap((n) => n.masquerade.filter((p) => p.family === fam).map((p) => p.toString()));
   const ports = (fam: 4 | 6) => s.ports.filter((p) => p.target.family === fam).map(portElement);
+  // a container reaching its own published port: the DNATed packet would come back with its own
+  // address as source (a martian); masquerade exactly that (target . target) case, like Docker
+  const hairpin = (fam: 4 | 6) => [
+    ...new Set(s.ports.filter((p) => p.target.family === fam).map((p) => `${p.target} . ${p.target}`)),
+  ];
   const dnat = (fam: 4 | 6) => {
     const ipf = fam === 4 ? "ip" : "ip6";
     return `meta l4proto { tcp, udp, sctp } fib daddr type local dnat ${ipf} to ${ipf} daddr . meta l4proto . th dport map @ports${fam}`;
@@ -73,6 +80,8 @@ export function renderTable(s: FirewallState): string {
   set nat6 { type ipv6_addr; flags interval; auto-merge; ${elements(nat(6))} }
   map ports4 { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; flags interval; ${elements(ports(4))} }
   map ports6 { type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service; flags interval; ${elements(ports(6))} }
+  set hairpin4 { type ipv4_addr . ipv4_addr; ${elements(hairpin(4))} }
+  set hairpin6 { type ipv6_addr . ipv6_addr; ${elements(hairpin(6))} }
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
     ${dnat(4)}
@@ -89,6 +98,8 @@ export function renderTable(s: FirewallState): string {
     ip6 saddr @nat6 oifname != @bridges masquerade
     ct status dnat ip saddr 127.0.0.0/8 masquerade
     ct status dnat ip6 saddr ::1 masquerade
+    ct status dnat ip saddr . ip daddr @hairpin4 masquerade
+    ct status dnat ip6 saddr . ip6 daddr @hairpin6 masquerade
   }
   chain forward {
     type filter hook forward priority filter; policy accept;

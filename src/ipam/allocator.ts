@@ -4,7 +4,7 @@
  */
 import { type Family, IP, type Prefix } from "../net/index.ts";
 import type { AllocationRecord, IpamPoolConfig, Store } from "../store/types.ts";
-import { dynamicRange, edgeReservations, reservedAddresses, usableIn } from "./pools.ts";
+import { dynamicBounds, edgeReservations, reservedAddresses, usableBetween, usableIn } from "./pools.ts";
 
 export interface PoolUsage {
   subnet: Prefix;
@@ -64,11 +64,11 @@ async function firstFreeIn(
  * (except when the pool is full).
  */
 export async function nextFree(pool: IpamPoolConfig, cursor: IP | undefined, taken: TakenLookup): Promise<bigint | undefined> {
-  const range = dynamicRange(pool);
+  const { first, last } = dynamicBounds(pool);
+  if (first > last) return undefined;
   const reserved = reservedAddresses(pool);
-  const first = range.first().value;
-  const last = range.last().value;
-  const start = cursor && range.contains(cursor) && cursor.value < last ? cursor.value + 1n : first;
+  const inside = cursor !== undefined && cursor.family === pool.subnet.family && cursor.value >= first;
+  const start = inside && cursor.value < last ? cursor.value + 1n : first;
   const after = await firstFreeIn(start, last, reserved, taken);
   if (after !== undefined || start === first) return after;
   return firstFreeIn(first, start - 1n, reserved, taken);
@@ -77,15 +77,15 @@ export async function nextFree(pool: IpamPoolConfig, cursor: IP | undefined, tak
 export function usage(pool: IpamPoolConfig, allocs: readonly AllocationRecord[]): PoolUsage {
   const edge = edgeReservations(pool.subnet);
   const reserved = reservedAddresses(pool);
-  const range = dynamicRange(pool);
+  const { first, last } = dynamicBounds(pool);
   const mine = allocs.filter((a) => pool.subnet.contains(a.address));
-  const inRange = mine.filter((a) => range.contains(a.address) && !reserved.has(a.address.value)).length;
+  const inRange = mine.filter((a) => a.address.value >= first && a.address.value <= last && !reserved.has(a.address.value)).length;
   const out: PoolUsage = {
     subnet: pool.subnet,
     size: usableIn(pool.subnet, edge),
     reserved: reserved.size - edge.size,
     allocated: mine.length,
-    free: usableIn(range, reserved) - BigInt(inRange),
+    free: usableBetween(first, last, reserved) - BigInt(inRange),
   };
   if (pool.ipRange) out.ipRange = pool.ipRange;
   return out;

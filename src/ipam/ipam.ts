@@ -29,13 +29,18 @@
  *   ipam.utilisation(networkId, pools?): Promise<PoolUsage[]>
  *   ipam.gc(live: Iterable<AllocationKey>, scope?: { networkId? }): Promise<AllocationRecord[]>
  *       Releases every allocation (in scope) whose key is not live.
+ *   ipam.reservePool(req) / updateReservedPool(id, f) / releaseReservedPool(id) / reservedPools()
+ *       Pools held outside any network (Docker's IPAM plugin hands out a pool
+ *       before the network exists, or for networks Berth does not own). They
+ *       count as taken for overlap checks and automatic choice; their addresses
+ *       are allocations whose networkId is the reservation id.
  *
  * Addresses never handed out: IPv4 network and broadcast (subnets up to /30),
  * the IPv6 subnet-router anycast address (up to /126), the gateway, and the
  * auxiliary addresses. The default gateway is the subnet's first usable address.
  */
 import { conflict, invalid, notFound, unavailable } from "../errors.ts";
-import { type Family, IP, IPNet, type Prefix } from "../net/index.ts";
+import { type Family, IP, IPNet, Prefix } from "../net/index.ts";
 import type { AllocationKey, AllocationRecord, IpamPoolConfig, Store } from "../store/types.ts";
 import {
   type DefaultPool,
@@ -53,6 +58,7 @@ import {
   type ParsedSpec,
   type PoolSpec,
   parseIPField,
+  parsePrefixField,
   parseSpec,
   reservedAddresses,
 } from "./pools.ts";
@@ -79,6 +85,29 @@ export interface PoolsRequest {
   networkId?: string;
   /** Subnets automatic choice must avoid too (e.g. the host's routes). */
   avoid?: readonly Prefix[];
+  /** A reserved pool with exactly the same subnet as a requested one belongs to this network (not an overlap). */
+  claimReserved?: boolean;
+}
+
+/** A pool reserved outside any network (see reservePool). */
+export interface PoolReservation {
+  /** Not a network id: allocations from the pool use it as their networkId. */
+  id: string;
+  /** Who asked for it, e.g. "docker". */
+  owner: string;
+  pool: IpamPoolConfig;
+  created: string;
+}
+
+export interface ReservePoolRequest {
+  id: string;
+  owner: string;
+  family: Family;
+  /** A given subnet (checked for overlap), or chosen from the default pools when missing. */
+  subnet?: string;
+  /** Dynamic addresses come only from here (inside subnet). */
+  ipRange?: string;
+  field?: string;
 }
 
 export interface AllocateRequest extends AllocationKey {
@@ -98,6 +127,40 @@ export interface Allocation extends AllocationRecord {
 }
 
 const ULA_META_KEY = "ipam.ula-global-id";
+const RESERVED_META_KEY = "ipam.reserved-pools";
+
+interface ReservationJson {
+  id: string;
+  owner: string;
+  created: string;
+  subnet: string;
+  ipRange?: string;
+  gateway?: string;
+  auxAddresses: Record<string, string>;
+}
+
+function reservationToJson(r: PoolReservation): ReservationJson {
+  const j: ReservationJson = {
+    id: r.id,
+    owner: r.owner,
+    created: r.created,
+    subnet: r.pool.subnet.toString(),
+    auxAddresses: Object.fromEntries(Object.entries(r.pool.auxAddresses).map(([k, v]) => [k, v.toString()])),
+  };
+  if (r.pool.ipRange) j.ipRange = r.pool.ipRange.toString();
+  if (r.pool.gateway) j.gateway = r.pool.gateway.toString();
+  return j;
+}
+
+function reservationFromJson(j: ReservationJson): PoolReservation {
+  const pool: IpamPoolConfig = {
+    subnet: Prefix.parse(j.subnet),
+    auxAddresses: Object.fromEntries(Object.entries(j.auxAddresses).map(([k, v]) => [k, IP.parse(v)])),
+  };
+  if (j.ipRange !== undefined) pool.ipRange = Prefix.parse(j.ipRange);
+  if (j.gateway !== undefined) pool.gateway = IP.parse(j.gateway);
+  return { id: j.id, owner: j.owner, created: j.created, pool };
+}
 
 function keyString(k: AllocationKey): string {
   return `${k.networkId}\u0000${k.containerId}\u0000${k.ifname}`;
@@ -134,9 +197,14 @@ export class Ipam {
 
   async preparePools(req: PoolsRequest): Promise<IpamPoolConfig[]> {
     const specs = this.validatePools(req);
+    const requested = specs.flatMap((x) => (x.subnet ? [x.subnet] : []));
+    const reserved = (await this.reservedPools())
+      .filter((r) => !(req.claimReserved && requested.some((x) => x.equals(r.pool.subnet))))
+      .map((r) => ({ subnet: r.pool.subnet, owner: `reserved pool ${r.id} (${r.owner})` }));
     const others = (await this.store.networks.list())
       .filter((n) => n.id !== req.networkId)
-      .flatMap((n) => n.ipam.pools.map((p) => ({ subnet: p.subnet, owner: `network ${n.name}` })));
+      .flatMap((n) => n.ipam.pools.map((p) => ({ subnet: p.subnet, owner: `network ${n.name}` })))
+      .concat(reserved);
     const out: IpamPoolConfig[] = [];
     const mine: { subnet: Prefix; owner: string }[] = [];
     for (const s of specs) {
@@ -156,7 +224,9 @@ export class Ipam {
   }
 
   async chooseSubnet(family: Family, taken: readonly Prefix[] = []): Promise<Prefix> {
-    const existing = (await this.store.networks.list()).flatMap((n) => n.ipam.pools.map((p) => p.subnet));
+    const existing = (await this.store.networks.list())
+      .flatMap((n) => n.ipam.pools.map((p) => p.subnet))
+      .concat((await this.reservedPools()).map((r) => r.pool.subnet));
     const subnet = firstFreeSubnet(await this.defaultsFor(family), family, [...existing, ...taken]);
     if (!subnet) {
       throw unavailable(
@@ -183,6 +253,82 @@ export class Ipam {
       const id = randomUlaGlobalId();
       await tx.meta.set(ULA_META_KEY, id.toString(16).padStart(10, "0"));
       return id;
+    });
+  }
+
+  // ---------- reserved pools ----------
+
+  async reservedPools(): Promise<PoolReservation[]> {
+    const raw = await this.store.meta.get(RESERVED_META_KEY);
+    return raw ? (JSON.parse(raw) as ReservationJson[]).map(reservationFromJson) : [];
+  }
+
+  async reservedPool(id: string): Promise<PoolReservation | undefined> {
+    return (await this.reservedPools()).find((r) => r.id === id);
+  }
+
+  private async saveReserved(list: readonly PoolReservation[]): Promise<void> {
+    await this.store.meta.set(RESERVED_META_KEY, JSON.stringify(list.map(reservationToJson)));
+  }
+
+  /**
+   * Reserves a pool outside any network: the given subnet (no overlap with any
+   * network or reservation: forbidden "pool-overlap") or the first free default
+   * subnet of the family. The pool starts without a gateway (see updateReservedPool).
+   */
+  reservePool(req: ReservePoolRequest): Promise<PoolReservation> {
+    const field = req.field ?? "Pool";
+    return this.store.transaction(async (tx) => {
+      const ipam = this.using(tx);
+      const list = await ipam.reservedPools();
+      if (list.some((r) => r.id === req.id)) throw conflict("pool-exists", `address pool ${req.id} already exists`, field);
+      let subnet: Prefix;
+      if (req.subnet) {
+        subnet = parsePrefixField(req.subnet, "pool", field);
+        if (subnet.family !== req.family) {
+          throw invalid("pool-family", `pool ${subnet} is not an IPv${req.family} subnet`, field);
+        }
+        const others = (await tx.networks.list())
+          .flatMap((n) => n.ipam.pools.map((p) => ({ subnet: p.subnet, owner: `network ${n.name}` })))
+          .concat(list.map((r) => ({ subnet: r.pool.subnet, owner: `reserved pool ${r.id} (${r.owner})` })));
+        checkOverlap(subnet, others, field);
+      } else {
+        if (req.ipRange) throw invalid("pool-subnet-required", "a sub-pool (ip-range) requires a pool", field);
+        subnet = await ipam.chooseSubnet(req.family);
+      }
+      const parsed = parseSpec({ subnet: subnet.toString(), ...(req.ipRange ? { ipRange: req.ipRange } : {}) }, field);
+      const pool: IpamPoolConfig = { subnet, auxAddresses: {} };
+      if (parsed.pool?.ipRange) pool.ipRange = parsed.pool.ipRange;
+      const r: PoolReservation = { id: req.id, owner: req.owner, pool, created: (this.options.now?.() ?? new Date()).toISOString() };
+      await ipam.saveReserved([...list, r]);
+      return r;
+    });
+  }
+
+  /** Changes a reservation's pool (e.g. sets its gateway) in one transaction; `f` may throw to refuse. */
+  updateReservedPool(id: string, f: (pool: IpamPoolConfig, tx: Store) => Promise<IpamPoolConfig> | IpamPoolConfig): Promise<PoolReservation> {
+    return this.store.transaction(async (tx) => {
+      const ipam = this.using(tx);
+      const list = await ipam.reservedPools();
+      const r = list.find((x) => x.id === id);
+      if (!r) throw notFound("pool-not-found", `address pool ${id} not found`, "PoolID");
+      const pool = await f({ ...r.pool, auxAddresses: { ...r.pool.auxAddresses } }, tx);
+      if (!pool.subnet.equals(r.pool.subnet)) throw invalid("pool-subnet-changed", `the subnet of pool ${id} cannot change`, "PoolID");
+      const next = { ...r, pool };
+      await ipam.saveReserved(list.map((x) => (x.id === id ? next : x)));
+      return next;
+    });
+  }
+
+  /** Forgets a reservation and every address allocated from it. Idempotent: false when there was none. */
+  releaseReservedPool(id: string): Promise<boolean> {
+    return this.store.transaction(async (tx) => {
+      const ipam = this.using(tx);
+      const list = await ipam.reservedPools();
+      if (!list.some((r) => r.id === id)) return false;
+      await tx.allocations.deleteNetwork(id);
+      await ipam.saveReserved(list.filter((r) => r.id !== id));
+      return true;
     });
   }
 

@@ -84,10 +84,30 @@ export function dynamicRange(pool: IpamPoolConfig): Prefix {
   return pool.ipRange ?? pool.subnet;
 }
 
+/**
+ * The first and last address (inclusive) dynamic allocation may hand out: the
+ * dynamic range narrowed by rangeStart/rangeEnd when set. `first > last` when
+ * they leave nothing.
+ */
+export function dynamicBounds(pool: IpamPoolConfig): { first: bigint; last: bigint } {
+  const range = dynamicRange(pool);
+  let first = range.first().value;
+  let last = range.last().value;
+  if (pool.rangeStart && pool.rangeStart.family === range.family && pool.rangeStart.value > first) first = pool.rangeStart.value;
+  if (pool.rangeEnd && pool.rangeEnd.family === range.family && pool.rangeEnd.value < last) last = pool.rangeEnd.value;
+  return { first, last };
+}
+
 /** Number of addresses of `range` that are not reserved. */
 export function usableIn(range: Prefix, reserved: Map<bigint, string>): bigint {
-  let n = range.size;
-  for (const v of reserved.keys()) if (v >= range.ip.value && v <= range.last().value) n--;
+  return usableBetween(range.ip.value, range.last().value, reserved);
+}
+
+/** Number of addresses from first to last (inclusive) that are not reserved. */
+export function usableBetween(first: bigint, last: bigint, reserved: Map<bigint, string>): bigint {
+  if (first > last) return 0n;
+  let n = last - first + 1n;
+  for (const v of reserved.keys()) if (v >= first && v <= last) n--;
   return n;
 }
 

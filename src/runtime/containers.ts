@@ -7,14 +7,19 @@
  * tiny shell trampoline that first writes its own pid into the cgroup, then
  * execs into the namespace, so nothing runs outside its limits.
  */
-import { closeSync, mkdirSync, openSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import type { Controller } from "../controller/controller.ts";
 import { UndoStack } from "../controller/undo.ts";
-import { type CgroupLimits, Cgroups, validateLimits } from "../dataplane/cgroup.ts";
-import { conflict, forbidden, invalid, notFound } from "../errors.ts";
-import { type IP, type PortMapping, validateNetworkName } from "../net/index.ts";
+import { type CgroupLimits, Cgroups, type CgroupStats, validateLimits } from "../dataplane/cgroup.ts";
+import type { LinkStats } from "../dataplane/dataplane.ts";
+import type { DnsService } from "../dns/server.ts";
+import { NO_DNS_DRIVERS } from "../dns/names.ts";
+import { renderResolvConf } from "../dns/resolvconf.ts";
+import { readHostResolvConf } from "../dns/upstream.ts";
+import { BerthError, conflict, forbidden, invalid, notFound } from "../errors.ts";
+import { type IP, type PortMapping, validateDnsLabel, validateNetworkName } from "../net/index.ts";
 import { newId, nowIso } from "../store/index.ts";
 import type { ContainerRecord, EndpointRecord } from "../store/types.ts";
 
@@ -40,6 +45,17 @@ export interface ContainerView extends ContainerRecord {
   netnsPath: string;
   cgroupProcs: string[];
   logPath: string;
+  /** The container's /etc/resolv.conf (bind-mounted in its mount namespace); "" when it uses the host's. */
+  resolvConfPath: string;
+}
+
+export interface ContainerStats {
+  id: string;
+  name: string;
+  state: string;
+  read: string;
+  cgroup: CgroupStats | undefined;
+  networks: LinkStats[];
 }
 
 export interface ContainerRuntimeOptions {
@@ -48,6 +64,8 @@ export interface ContainerRuntimeOptions {
   /** Prefix of container netns names (tests use their own). */
   netnsPrefix?: string;
   cgroups?: Cgroups;
+  /** Embedded DNS: containers on networks with names get a resolver and their own resolv.conf. */
+  dns?: DnsService;
 }
 
 export class ContainerRuntime {
@@ -55,6 +73,7 @@ export class ContainerRuntime {
   private readonly stateDir: string;
   private readonly netnsPrefix: string;
   readonly cgroups: Cgroups;
+  readonly dns: DnsService | undefined;
   private readonly procs = new Map<string, Subprocess>();
   private readonly exitWaiters = new Map<string, Promise<number>>();
 
@@ -63,6 +82,7 @@ export class ContainerRuntime {
     this.stateDir = o.stateDir;
     this.netnsPrefix = o.netnsPrefix ?? "berth-";
     this.cgroups = o.cgroups ?? new Cgroups();
+    this.dns = o.dns;
     mkdirSync(this.logDir, { recursive: true });
   }
 
@@ -93,6 +113,8 @@ export class ContainerRuntime {
     if (hostNet && nets.length > 1) {
       throw forbidden("exclusive-network", "a container on the host network cannot join other networks", "network");
     }
+    const withDns = this.dns !== undefined && nets.some((n) => !NO_DNS_DRIVERS.includes(n.driver));
+    if (withDns) validateDnsName(name);
     const netns = hostNet ? (this.ctl.dp.hostNs ?? "") : `${this.netnsPrefix}${id.slice(0, 12)}`;
     const rec: ContainerRecord = {
       id,
@@ -127,12 +149,17 @@ export class ContainerRuntime {
         });
         undo.push(`connect ${a.network}`, () => this.ctl.disconnect(a.network, id, netns));
       }
+      if (withDns) {
+        await this.attachDns(rec);
+        undo.push("dns", async () => this.detachDns(id));
+      }
       this.ctl.faults.hit("run:before-spawn");
       const proc = this.spawn(rec);
       rec.pid = proc.pid;
       rec.state = "running";
       await this.ctl.store.containers.update(rec);
       undo.commit();
+      this.ctl.events.emit("container", "start", rec.id, { name: rec.name });
     } catch (e) {
       await undo.rollback();
       throw e;
@@ -142,7 +169,7 @@ export class ContainerRuntime {
 
   private spawn(rec: ContainerRecord): Subprocess {
     const procsFiles = this.cgroups.procsFiles(rec.cgroup!);
-    const nsArgv = rec.netns === "" ? [] : this.ctl.dp.nsPrefix(rec.netns);
+    const nsArgv = [...this.mountNsPrefix(rec.id), ...(rec.netns === "" ? [] : this.ctl.dp.nsPrefix(rec.netns))];
     // join the cgroup first, then become the command inside the namespace
     const trampoline = 'while [ "$1" != "--" ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"';
     const log = openSync(this.logPath(rec.id), "a");
@@ -162,6 +189,7 @@ export class ContainerRuntime {
             cur.state = "exited";
             cur.exitCode = code;
             await this.ctl.store.containers.update(cur).catch(() => undefined);
+            this.ctl.events.emit("container", "die", cur.id, { name: cur.name, exitCode: String(code) });
           }
           return code;
         }),
@@ -186,6 +214,7 @@ export class ContainerRuntime {
       netnsPath: c.netns === "" ? "" : this.ctl.dp.netnsPath(c.netns),
       cgroupProcs: c.cgroup ? this.cgroups.procsFiles(c.cgroup) : [],
       logPath: this.logPath(c.id),
+      resolvConfPath: existsSync(this.resolvConfPath(c.id)) ? this.resolvConfPath(c.id) : "",
     };
   }
 
@@ -224,9 +253,11 @@ export class ContainerRuntime {
     await step(async () => {
       await this.exitWaiters.get(c.id);
     });
+    await step(async () => this.detachDns(c.id));
     await step(() => this.ctl.disconnectAll(c.id, c.netns));
     if (c.netns !== "" && c.netns !== this.ctl.dp.hostNs) await step(() => this.ctl.dp.netnsDelete(c.netns));
     await step(() => this.ctl.store.containers.delete(c.id));
+    this.ctl.events.emit("container", "destroy", c.id, { name: c.name });
     if (errors[0]) throw errors[0];
   }
 
@@ -236,13 +267,69 @@ export class ContainerRuntime {
     return false;
   }
 
+  // ---------------- embedded DNS ----------------
+
+  resolvConfPath(id: string): string {
+    return join(this.logDir, `${id}.resolv.conf`);
+  }
+
+  /** Writes the container's resolv.conf and opens its resolver (127.0.0.11 in its netns). */
+  private async attachDns(rec: ContainerRecord): Promise<void> {
+    const dns = this.dns!;
+    writeFileSync(this.resolvConfPath(rec.id), renderResolvConf(dns.address, readHostResolvConf(), rec.name), { mode: 0o644 });
+    try {
+      await dns.attach(rec.id, rec.netns);
+    } catch (e) {
+      rmSync(this.resolvConfPath(rec.id), { force: true });
+      throw e;
+    }
+  }
+
+  private detachDns(id: string): void {
+    this.dns?.detach(id);
+    rmSync(this.resolvConfPath(id), { force: true });
+  }
+
+  /**
+   * argv prefix giving the process a private mount namespace in which the
+   * container's resolv.conf is bound over /etc/resolv.conf (Berth containers
+   * otherwise share the host's files). Empty when the container has none.
+   */
+  private mountNsPrefix(id: string): string[] {
+    const f = this.resolvConfPath(id);
+    if (!existsSync(f)) return [];
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", 'mount --bind "$0" /etc/resolv.conf || exit 125; exec "$@"', f];
+  }
+
+  /** Usage of one container: cgroup counters and per-interface traffic, read from the kernel. */
+  async stats(idOrName: string): Promise<ContainerStats> {
+    const c = await this.find(idOrName);
+    const cg = c.cgroup && c.state === "running" ? this.cgroups.stats(c.cgroup) : undefined;
+    const ns = c.netns === "" ? null : c.netns;
+    const nets = c.state === "running" && (ns === null || this.ctl.dp.netnsExists(ns)) ? await this.ctl.dp.linkStats(ns) : [];
+    return { id: c.id, name: c.name, state: c.state, read: new Date().toISOString(), cgroup: cg, networks: nets.filter((n) => n.name !== "lo") };
+  }
+
   /** After a daemon restart: containers whose processes are gone are marked exited. */
   async recover(): Promise<void> {
     for (const c of await this.ctl.store.containers.list()) {
       if (c.state === "running" && !this.isAlive(c)) {
         c.state = "exited";
         await this.ctl.store.containers.update(c);
+      } else if (c.state === "running" && this.dns && existsSync(this.resolvConfPath(c.id))) {
+        // a new daemon: the resolver sockets died with the old one
+        await this.dns.attach(c.id, c.netns).catch((e: Error) => console.error(`berth: DNS for container ${c.name}: ${e.message}`));
       }
     }
+  }
+}
+
+/** Container names become DNS names on their networks: they must be valid DNS labels. */
+function validateDnsName(name: string): void {
+  try {
+    validateDnsLabel(name, "name");
+  } catch (e) {
+    if (!(e instanceof BerthError)) throw e;
+    throw invalid("name-not-dns", `container name ${JSON.stringify(name)} cannot be used: containers are resolvable by name, and ${e.message.replace(/^DNS label "[^"]*" /, "it ")}`, "name");
   }
 }

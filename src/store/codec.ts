@@ -15,6 +15,8 @@ import type {
 interface PoolJson {
   subnet: string;
   ipRange?: string;
+  rangeStart?: string;
+  rangeEnd?: string;
   gateway?: string;
   auxAddresses: Record<string, string>;
 }
@@ -43,6 +45,8 @@ function mapValues<A, B>(o: Record<string, A>, f: (a: A) => B): Record<string, B
 function poolToJson(p: IpamPoolConfig): PoolJson {
   const j: PoolJson = { subnet: p.subnet.toString(), auxAddresses: mapValues(p.auxAddresses, (ip) => ip.toString()) };
   if (p.ipRange) j.ipRange = p.ipRange.toString();
+  if (p.rangeStart) j.rangeStart = p.rangeStart.toString();
+  if (p.rangeEnd) j.rangeEnd = p.rangeEnd.toString();
   if (p.gateway) j.gateway = p.gateway.toString();
   return j;
 }
@@ -50,6 +54,8 @@ function poolToJson(p: IpamPoolConfig): PoolJson {
 function poolFromJson(j: PoolJson): IpamPoolConfig {
   const p: IpamPoolConfig = { subnet: Prefix.parse(j.subnet), auxAddresses: mapValues(j.auxAddresses, (s) => IP.parse(s)) };
   if (j.ipRange !== undefined) p.ipRange = Prefix.parse(j.ipRange);
+  if (j.rangeStart !== undefined) p.rangeStart = IP.parse(j.rangeStart);
+  if (j.rangeEnd !== undefined) p.rangeEnd = IP.parse(j.rangeEnd);
   if (j.gateway !== undefined) p.gateway = IP.parse(j.gateway);
   return p;
 }

@@ -26,6 +26,9 @@ export type Labels = Record<string, string>;
 export interface IpamPoolConfig {
   subnet: Prefix;
   ipRange?: Prefix;
+  /** First/last address dynamic allocation may hand out (inclusive; CNI host-local rangeStart/rangeEnd). */
+  rangeStart?: IP;
+  rangeEnd?: IP;
   gateway?: IP;
   auxAddresses: Record<string, IP>;
 }
@@ -52,6 +55,12 @@ export interface NetworkRecord {
   created: string;
   /** Driver-private state (e.g. the bridge's name). JSON-serialisable. */
   driverState: Record<string, unknown>;
+  /**
+   * Who manages the network's lifecycle when it is not Berth's own API, e.g.
+   * "docker" for networks created by dockerd through the remote driver plugin:
+   * only that manager may remove it, and prune leaves it alone.
+   */
+  managedBy?: string;
 }
 
 export interface StoredPortMapping {
@@ -74,6 +83,13 @@ export interface EndpointRecord {
   aliases: string[];
   created: string;
   driverState: Record<string, unknown>;
+  /**
+   * Set when an external runtime (dockerd through the plugin protocol) owns the
+   * sandbox: Berth creates the endpoint's links, the runtime moves the container
+   * end into its namespace and configures it. `sandboxKey` is the runtime's
+   * namespace path while joined.
+   */
+  external?: { sandboxKey?: string };
 }
 
 export interface ContainerLimits {

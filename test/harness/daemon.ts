@@ -1,4 +1,5 @@
 /** Starts a real berthd process for a sandbox and runs the real berth CLI against it. */
+import { rmdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { RUN_PREFIX, type Sandbox, uniqueName } from "./sandbox.ts";
@@ -10,8 +11,12 @@ export interface TestDaemon {
   proc: Subprocess;
   netnsPrefix: string;
   cgroupParent: string;
+  /** Everything berthd wrote to stderr so far (drained continuously so the pipe never fills). */
+  logs(): string;
   /** Runs `berth ARGS` and returns exit code and output. */
   cli(...args: string[]): { code: number; out: string; err: string };
+  /** One API call on the daemon's socket; throws unless 2xx. */
+  api<T = unknown>(method: string, path: string, body?: unknown): Promise<T>;
   stop(): Promise<void>;
 }
 
@@ -21,16 +26,26 @@ export async function startDaemon(sb: Sandbox, extra: string[] = []): Promise<Te
   const cgroupParent = `${RUN_PREFIX}dcg${netnsPrefix.slice(-2)}`;
   const proc = Bun.spawn(
     [process.execPath, MAIN, "berthd", "--socket", socket, "--state-dir", join(sb.stateDir, "state"), "--host-netns", sb.host,
-      "--netns-prefix", netnsPrefix, "--cgroup-parent", cgroupParent, "--default-pool", "10.124.0.0/16:24", ...extra],
-    { stdout: "pipe", stderr: "pipe" },
+      "--netns-prefix", netnsPrefix, "--cgroup-parent", cgroupParent, "--default-pool", "10.124.0.0/16:24",
+      // no Docker plugin socket unless asked for: the default path is the real /run/docker/plugins
+      ...(extra.includes("--plugin-socket") ? [] : ["--plugin-socket", ""]), ...extra],
+    { stdout: "ignore", stderr: "pipe" },
   );
   sb.track(proc);
+  let logText = "";
+  const drained = (async () => {
+    const dec = new TextDecoder();
+    for await (const chunk of proc.stderr as ReadableStream<Uint8Array>) logText += dec.decode(chunk, { stream: true });
+  })();
   const cli = (...args: string[]) => {
     const r = Bun.spawnSync([process.execPath, MAIN, "--socket", socket, ...args], { stdout: "pipe", stderr: "pipe" });
     return { code: r.exitCode ?? -1, out: r.stdout.toString(), err: r.stderr.toString() };
   };
   for (let i = 0; ; i++) {
-    if (proc.exitCode !== null) throw new Error(`berthd exited: ${await new Response(proc.stderr as ReadableStream).text()}`);
+    if (proc.exitCode !== null) {
+      await drained;
+      throw new Error(`berthd exited: ${logText}`);
+    }
     if (cli("network", "ls", "-q").code === 0) break;
     if (i > 100) throw new Error(`berthd did not start: ${cli("network", "ls", "-q").err}`);
     await Bun.sleep(50);
@@ -41,9 +56,29 @@ export async function startDaemon(sb: Sandbox, extra: string[] = []): Promise<Te
     netnsPrefix,
     cgroupParent,
     cli,
+    async api<T>(method: string, path: string, body?: unknown): Promise<T> {
+      const r = await fetch(`http://berthd${path}`, {
+        unix: socket,
+        method,
+        ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { "Content-Type": "application/json" } }),
+      });
+      const text = await r.text();
+      if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${text}`);
+      return (text ? JSON.parse(text) : undefined) as T;
+    },
+    logs: () => logText,
     async stop() {
       proc.kill("SIGTERM");
       await proc.exited;
+      await drained;
+      // the daemon's cgroup parent outlives it (as in production); tests remove it once empty
+      for (const c of ["memory", "cpu", "pids", "cpuacct", "blkio", ""]) {
+        try {
+          rmdirSync(join("/sys/fs/cgroup", c, cgroupParent));
+        } catch {
+          /* absent or still in use */
+        }
+      }
     },
   };
 }

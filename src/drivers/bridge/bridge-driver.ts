@@ -9,7 +9,16 @@
 import { conflict, invalid } from "../../errors.ts";
 import { IPNet } from "../../net/index.ts";
 import type { EndpointRecord, NetworkRecord } from "../../store/types.ts";
-import type { Driver, DriverContext, DriverState, LinkSnapshot, PortPublishing, Reconcilable, Sandbox } from "../driver.ts";
+import type {
+  Driver,
+  DriverContext,
+  DriverState,
+  ExternalSandboxes,
+  LinkSnapshot,
+  PortPublishing,
+  Reconcilable,
+  Sandbox,
+} from "../driver.ts";
 import { parseBridgeOptions } from "./options.ts";
 
 export interface BridgeNetworkState extends DriverState {
@@ -23,7 +32,7 @@ export interface BridgeEndpointState extends DriverState {
   peerIfname: string;
 }
 
-export class BridgeDriver implements Driver, PortPublishing, Reconcilable {
+export class BridgeDriver implements Driver, PortPublishing, Reconcilable, ExternalSandboxes {
   readonly name = "bridge";
   readonly scope = "local" as const;
   readonly needsAddresses = true;
@@ -158,6 +167,11 @@ export class BridgeDriver implements Driver, PortPublishing, Reconcilable {
       throw e;
     }
     return { hostIfname, peerIfname };
+  }
+
+  /** The container end of the veth pair, still in the host namespace after createEndpoint. */
+  containerLink(_net: NetworkRecord, ep: EndpointRecord): string {
+    return (ep.driverState as BridgeEndpointState).peerIfname;
   }
 
   async deleteEndpoint(_net: NetworkRecord, ep: EndpointRecord): Promise<void> {
