@@ -1,0 +1,207 @@
+/**
+ * ipMasq for the bridge and ptp plugins, in Berth's own nftables table
+ * `inet berth-cni` (never berthd's `inet berth`, never anybody else's).
+ *
+ * One rule set for all containers, one element per subnet:
+ *   masq4 / masq6              subnets whose traffic leaving them is masqueraded
+ *   masq4-local / masq6-local  (subnet . subnet): traffic inside a subnet is not
+ *   masq4-users / masq6-users  bookkeeping only: each attachment's address, with
+ *                              the attachment ("<net>|<containerID>|<ifname>") as
+ *                              the element comment. A subnet element goes when its
+ *                              last user goes (DEL or GC).
+ *
+ * The same semantics as the reference plugins' per-container chains
+ * (`-d subnet ACCEPT; ! -d 224.0.0.0/4 MASQUERADE`), without a rule per container.
+ * Every change is one `nft -f` transaction. ADD re-creates the chain's rules
+ * (flush + add in the same transaction), so a table that lost its rules heals.
+ */
+import type { Dataplane } from "../../dataplane/dataplane.ts";
+import { IP, type IPNet, Prefix } from "../../net/index.ts";
+
+export const MASQ_FAMILY = "inet";
+export const MASQ_TABLE = "berth-cni";
+const T = `${MASQ_FAMILY} ${MASQ_TABLE}`;
+const SAFE = /^[A-Za-z0-9_.-]+$/;
+
+function hash(s: string): string {
+  return `h${Bun.hash(s).toString(16)}`;
+}
+
+/** The network's part of an attachment tag (GC matches on it). */
+export function netTag(network: string): string {
+  return SAFE.test(network) && network.length <= 40 ? network : hash(network);
+}
+
+/** The element comment naming one attachment (at most 127 characters, only safe characters). */
+export function masqTag(network: string, containerId: string, ifname: string): string {
+  const rest = `${containerId}|${ifname}`;
+  const n = netTag(network);
+  const safeRest = SAFE.test(containerId) && SAFE.test(ifname) && n.length + 1 + rest.length <= 127;
+  return `${n}|${safeRest ? rest : hash(rest)}`;
+}
+
+const fam = (f: 4 | 6): string => (f === 4 ? "4" : "6");
+
+/** The nft script that makes sure the table exists and records `addrs` of attachment `tag`. */
+export function masqAddScript(addrs: readonly IPNet[], tag: string): string {
+  const lines = [`add table ${T}`];
+  for (const f of [4, 6] as const) {
+    const t = f === 4 ? "ipv4_addr" : "ipv6_addr";
+    lines.push(
+      `add set ${T} masq${f} { type ${t}; flags interval; }`,
+      `add set ${T} masq${f}-local { type ${t} . ${t}; flags interval; }`,
+      `add set ${T} masq${f}-users { type ${t}; }`,
+    );
+  }
+  lines.push(
+    `add chain ${T} postrouting { type nat hook postrouting priority srcnat; policy accept; }`,
+    `flush chain ${T} postrouting`,
+    `add rule ${T} postrouting ip saddr . ip daddr @masq4-local return`,
+    `add rule ${T} postrouting ip saddr @masq4 ip daddr != 224.0.0.0/4 masquerade`,
+    `add rule ${T} postrouting ip6 saddr . ip6 daddr @masq6-local return`,
+    `add rule ${T} postrouting ip6 saddr @masq6 ip6 daddr != ff00::/8 masquerade`,
+  );
+  for (const a of addrs) {
+    const f = fam(a.family);
+    // add+delete+add: replaces a stale element of the same address (other comment) in one transaction
+    lines.push(
+      `add element ${T} masq${f}-users { ${a.ip} }`,
+      `delete element ${T} masq${f}-users { ${a.ip} }`,
+      `add element ${T} masq${f}-users { ${a.ip} comment "${tag}" }`,
+      `add element ${T} masq${f} { ${a.prefix} }`,
+      `add element ${T} masq${f}-local { ${a.prefix} . ${a.prefix} }`,
+    );
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+export interface MasqState {
+  users: { ip: IP; tag: string }[];
+  subnets: Prefix[];
+}
+
+type J = Record<string, unknown>;
+
+function toPrefix(v: unknown): Prefix | undefined {
+  if (typeof v === "string") {
+    const ip = IP.tryParse(v);
+    return ip ? Prefix.of(ip, ip.bits) : undefined;
+  }
+  if (v && typeof v === "object") {
+    const o = v as J;
+    if (o.prefix && typeof o.prefix === "object") {
+      const p = o.prefix as { addr?: string; len?: number };
+      const ip = p.addr ? IP.tryParse(p.addr) : undefined;
+      return ip && typeof p.len === "number" ? Prefix.of(ip, p.len) : undefined;
+    }
+    if (Array.isArray(o.range) && o.range.length === 2) {
+      const a = IP.tryParse(String(o.range[0]));
+      const b = IP.tryParse(String(o.range[1]));
+      if (!a || !b || a.family !== b.family) return undefined;
+      // an aligned range is a prefix
+      for (let len = 0; len <= a.bits; len++) {
+        const p = Prefix.of(a, len);
+        if (p.ip.equals(a) && p.last().equals(b)) return p;
+      }
+    }
+  }
+  return undefined;
+}
+
+/** Reads the table's users and subnets from `nft -j list table` output. */
+export function parseMasqState(j: { nftables: J[] } | undefined): MasqState {
+  const st: MasqState = { users: [], subnets: [] };
+  for (const item of j?.nftables ?? []) {
+    const set = item.set as J | undefined;
+    if (!set || typeof set.name !== "string") continue;
+    const elems = (Array.isArray(set.elem) ? set.elem : []) as unknown[];
+    if (set.name === "masq4-users" || set.name === "masq6-users") {
+      for (const e of elems) {
+        const o = (e && typeof e === "object" ? (e as J).elem : undefined) as J | undefined;
+        const ip = IP.tryParse(String(o?.val ?? e));
+        if (ip) st.users.push({ ip, tag: typeof o?.comment === "string" ? o.comment : "" });
+      }
+    } else if (set.name === "masq4" || set.name === "masq6") {
+      for (const e of elems) {
+        const o = e && typeof e === "object" && "elem" in (e as J) ? ((e as J).elem as J).val : e;
+        const p = toPrefix(o);
+        if (p) st.subnets.push(p);
+      }
+    }
+  }
+  return st;
+}
+
+/** Script removing `gone` users and the subnets in `drop`. */
+export function masqRemoveScript(gone: readonly { ip: IP }[], drop: readonly Prefix[]): string {
+  const lines: string[] = [];
+  for (const u of gone) lines.push(`delete element ${T} masq${fam(u.ip.family)}-users { ${u.ip} }`);
+  for (const p of drop) {
+    lines.push(`delete element ${T} masq${fam(p.family)} { ${p} }`, `delete element ${T} masq${fam(p.family)}-local { ${p} . ${p} }`);
+  }
+  return lines.length > 0 ? `${lines.join("\n")}\n` : "";
+}
+
+/** The subnets that lose their last user when `gone` leave. */
+export function subnetsToDrop(st: MasqState, gone: readonly { ip: IP; tag: string }[]): Prefix[] {
+  const goneSet = new Set(gone.map((u) => `${u.ip}`));
+  const left = st.users.filter((u) => !goneSet.has(`${u.ip}`));
+  return st.subnets.filter((s) => gone.some((u) => s.contains(u.ip)) && !left.some((u) => s.contains(u.ip)));
+}
+
+export async function masqAdd(dp: Dataplane, addrs: readonly IPNet[], tag: string): Promise<void> {
+  if (addrs.length === 0) return;
+  await dp.nftApply(null, masqAddScript(addrs, tag));
+}
+
+async function readState(dp: Dataplane): Promise<MasqState | undefined> {
+  const j = await dp.nftListTable(null, MASQ_FAMILY, MASQ_TABLE);
+  return j ? parseMasqState(j as { nftables: J[] }) : undefined;
+}
+
+/** Removes the users matching `which` and the subnets they were the last users of. Idempotent. */
+async function removeUsers(dp: Dataplane, which: (tag: string) => boolean): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    const st = await readState(dp);
+    if (!st) return;
+    const gone = st.users.filter((u) => which(u.tag));
+    if (gone.length === 0) return;
+    const drop = subnetsToDrop(st, gone);
+    try {
+      await dp.nftApply(null, masqRemoveScript(gone, drop));
+    } catch (e) {
+      // a concurrent change removed something first: read again (once)
+      if (attempt === 0) continue;
+      throw e;
+    }
+    if (drop.length === 0) return;
+    // an ADD in the same subnet may have slipped in between the read and the delete: put its subnet back
+    const after = await readState(dp);
+    const back = drop.filter((p) => after?.users.some((u) => p.contains(u.ip)));
+    if (back.length > 0) {
+      const f = (p: Prefix) => fam(p.family);
+      await dp.nftApply(
+        null,
+        `${back.map((p) => `add element ${T} masq${f(p)} { ${p} }\nadd element ${T} masq${f(p)}-local { ${p} . ${p} }`).join("\n")}\n`,
+      );
+    }
+    return;
+  }
+}
+
+/** DEL: forgets one attachment. */
+export function masqDel(dp: Dataplane, tag: string): Promise<void> {
+  return removeUsers(dp, (t) => t === tag);
+}
+
+/** GC: forgets every attachment of the network not in `keep` ("containerID/ifname", see validAttachments). */
+export function masqGc(dp: Dataplane, network: string, keep: ReadonlySet<string>): Promise<void> {
+  const prefix = `${netTag(network)}|`;
+  const tags = new Set(
+    [...keep].map((k) => {
+      const i = k.lastIndexOf("/");
+      return masqTag(network, k.slice(0, i), k.slice(i + 1));
+    }),
+  );
+  return removeUsers(dp, (t) => t.startsWith(prefix) && !tags.has(t));
+}
