@@ -371,6 +371,22 @@ export class Dataplane {
     }
   }
 
+  /**
+   * Runs an nft script (one transaction, `nft -j -f -`) that may end in `list`
+   * commands; returns whether it committed and the JSON the list commands printed.
+   * A failed transaction is an answer here, not an error.
+   */
+  async nftTry(ns: string | null, script: string): Promise<{ ok: boolean; json: NftJson | undefined; stderr: string }> {
+    const r = await this.exec(ns, ["nft", "-j", "-f", "-"], { stdin: script, allowFailure: true });
+    let json: NftJson | undefined;
+    try {
+      json = r.stdout.trim() ? (JSON.parse(r.stdout) as NftJson) : undefined;
+    } catch {
+      json = undefined;
+    }
+    return { ok: r.exitCode === 0, json, stderr: r.stderr };
+  }
+
   /** Lists one table as nft JSON, or undefined when it does not exist. */
   async nftListTable(ns: string | null, family: string, table: string): Promise<NftJson | undefined> {
     const r = await this.exec(ns, ["nft", "-j", "list", "table", family, table], { allowFailure: true });

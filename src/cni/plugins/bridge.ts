@@ -146,14 +146,37 @@ export const plugin: CniPlugin = {
     const hostIf = randomVethName();
     const mac = c.mac ?? MAC.random();
     const hostMac = MAC.random();
+    const tag = tagOf(conf, env);
     return transactional(async (undo) => {
-      const [probe, veth] = await Promise.allSettled([
+      // IPAM does not depend on the links: it runs alongside the bridge probe and the
+      // veth pair, and the masquerade element goes in as soon as the addresses are known
+      const ipamP = c.ipam ? ipamAdd(conf, env, "bridge") : Promise.resolve(undefined);
+      const masqP = ipamP.then((ir) =>
+        c.ipMasq && ir && ir.ips.length > 0
+          ? masqAdd(
+              dp,
+              ir.ips.map((i) => i.address),
+              tag,
+            )
+          : undefined,
+      );
+      masqP.catch(() => {}); // awaited below (or by the undo step); never an unhandled rejection
+      const [probe, veth, ipamRes] = await Promise.allSettled([
         dp.linkWithAddresses(null, c.bridge),
         createVethPair(dp, env.netns, env.ifname, hostIf, { ...(c.mtu ? { mtu: c.mtu } : {}), mac, hostMac }),
+        ipamP,
       ]);
       if (veth.status === "fulfilled") undo.push(() => dp.deleteLinks(env.netns, [env.ifname]));
-      else throw veth.reason;
+      if (ipamRes.status === "fulfilled" && ipamRes.value) undo.push(() => delegateIpam("DEL", conf, env));
+      if (c.ipMasq) {
+        undo.push(async () => {
+          await masqP.catch(() => {});
+          await masqDel(dp, tag);
+        });
+      }
+      if (veth.status === "rejected") throw veth.reason;
       if (probe.status === "rejected") throw probe.reason;
+      if (ipamRes.status === "rejected") throw ipamRes.reason;
       const br = probe.value;
       if (br && br.link.kind !== "bridge") {
         throw cniError(CNI_ERR.invalidConfig, `bridge: ${c.bridge} exists but is ${br.link.kind ? `a ${br.link.kind}` : "not a bridge"}`);
@@ -167,9 +190,8 @@ export const plugin: CniPlugin = {
         { name: hostIf, mac: hostMac },
         { name: env.ifname, mac, sandbox: env.netns, ...(c.mtu ? { mtu: c.mtu } : {}) },
       );
-      if (c.ipam) {
-        const ir = await ipamAdd(conf, env, "bridge");
-        undo.push(() => delegateIpam("DEL", conf, env));
+      const ir = ipamRes.value;
+      if (ir) {
         r.ips = ir.ips.map((ip) => ({
           ...ip,
           interface: 2,
@@ -212,21 +234,8 @@ export const plugin: CniPlugin = {
       configureIface(cont, env.ifname, r, 2, { noDad: !c.enableDad });
       if (gws.some((g) => g.family === 4)) dp.sysctlSetOwn({ "net.ipv4.ip_forward": 1 });
       if (gws.some((g) => g.family === 6)) dp.sysctlSetOwn({ "net.ipv6.conf.all.forwarding": 1 });
-      const masq = c.ipMasq && r.ips.length > 0;
-      const tag = tagOf(conf, env);
-      if (masq) undo.push(() => masqDel(dp, tag));
-      // host links, container links and the masquerade element are independent: one round
-      const applied = await Promise.allSettled([
-        dp.apply(host),
-        dp.apply(cont),
-        masq
-          ? masqAdd(
-              dp,
-              r.ips.map((i) => i.address),
-              tag,
-            )
-          : Promise.resolve(),
-      ]);
+      // host links, container links and the (already running) masquerade element are independent: one round
+      const applied = await Promise.allSettled([dp.apply(host), dp.apply(cont), masqP]);
       for (const a of applied) if (a.status === "rejected") throw a.reason;
       return r;
     });

@@ -149,8 +149,41 @@ export function subnetsToDrop(st: MasqState, gone: readonly { ip: IP; tag: strin
   return st.subnets.filter((s) => gone.some((u) => s.contains(u.ip)) && !left.some((u) => s.contains(u.ip)));
 }
 
+/**
+ * The fast path of ADD: one transaction that only adds the elements (`create`
+ * for the user: a stale element of the same address fails it) and then lists
+ * the chain, so the caller can see that its rules are still there. Fails when
+ * the table or a set is missing. ~5 ms against ~15-20 ms for the full script
+ * (flushing and re-adding the rules and the delete of a stale user dominate).
+ */
+export function masqFastScript(addrs: readonly IPNet[], tag: string): string {
+  const lines: string[] = [];
+  for (const a of addrs) {
+    const f = fam(a.family);
+    lines.push(
+      `create element ${T} masq${f}-users { ${a.ip} comment "${tag}" }`,
+      `add element ${T} masq${f} { ${a.prefix} }`,
+      `add element ${T} masq${f}-local { ${a.prefix} . ${a.prefix} }`,
+    );
+  }
+  lines.push(`list chain ${T} postrouting`);
+  return `${lines.join("\n")}\n`;
+}
+
+/** Whether `nft -j list chain` output shows the postrouting chain with exactly the rules masqAddScript makes. */
+export function masqRulesIntact(j: { nftables: J[] } | undefined): boolean {
+  const rules = (j?.nftables ?? []).flatMap((o) => (o.rule && typeof o.rule === "object" ? [o.rule as J] : []));
+  if (rules.length !== 4) return false;
+  const text = JSON.stringify(rules);
+  return ["@masq4-local", "@masq4", "@masq6-local", "@masq6"].every((s) => text.includes(`"${s}"`)) && (text.match(/"masquerade"/g) ?? []).length === 2;
+}
+
 export async function masqAdd(dp: Dataplane, addrs: readonly IPNet[], tag: string): Promise<void> {
   if (addrs.length === 0) return;
+  // common case: table, sets and rules are in place; only the elements are new
+  const fast = await dp.nftTry(null, masqFastScript(addrs, tag));
+  if (fast.ok && masqRulesIntact(fast.json as { nftables: J[] } | undefined)) return;
+  // table missing or flushed, rules gone, or a stale user of the same address: the full (healing) script
   await dp.nftApply(null, masqAddScript(addrs, tag));
 }
 
