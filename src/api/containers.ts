@@ -121,7 +121,7 @@ export async function handleContainers(rt: ContainerRuntime, ctl: Controller, re
   }
   if (rest.length === 1 && rest[0] === "run" && m === "POST") {
     const b = asObject(req.body, "body");
-    rejectUnknown(b, ["Name", "Command", "Networks", "Memory", "Cpus", "Pids", "Labels"], "run request");
+    rejectUnknown(b, ["Name", "Command", "Networks", "Memory", "Cpus", "Pids", "Labels", "IngressRate", "EgressRate", "IngressBurst", "EgressBurst"], "run request");
     const command = optStringArray(b, "Command") ?? [];
     const nets = b.Networks;
     if (nets !== undefined && !Array.isArray(nets)) throw invalid("bad-type", "Networks must be a list", "Networks");
@@ -138,6 +138,7 @@ export async function handleContainers(rt: ContainerRuntime, ctl: Controller, re
         ...(memory !== undefined ? { memoryBytes: memory } : {}),
         ...(cpus !== undefined ? { cpus } : {}),
         ...(pids !== undefined ? { pids } : {}),
+        ...bandwidthFields(b),
       },
       ...(name ? { name } : {}),
       ...(labels ? { labels } : {}),
@@ -165,4 +166,19 @@ export async function handleContainers(rt: ContainerRuntime, ctl: Controller, re
   }
   void optBool;
   return undefined;
+}
+
+/** IngressRate/EgressRate (bit/s) and IngressBurst/EgressBurst (bits) of a run request. */
+function bandwidthFields(b: Json): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [api, key] of [
+    ["IngressRate", "ingressRate"],
+    ["EgressRate", "egressRate"],
+    ["IngressBurst", "ingressBurst"],
+    ["EgressBurst", "egressBurst"],
+  ] as const) {
+    const v = optNumber(b, api);
+    if (v !== undefined) out[key] = v;
+  }
+  return out;
 }

@@ -6,6 +6,7 @@ import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { invalid } from "../errors.ts";
 import type { Client } from "./client.ts";
+import { parseRate } from "../runtime/bandwidth.ts";
 import { parseKeyValues, parseNumber, parseSize } from "./parse.ts";
 
 type Json = Record<string, unknown>;
@@ -207,7 +208,10 @@ async function networkConnect(c: Client, verb: "connect" | "disconnect", argv: s
 
 // ---------------- containers ----------------
 
-const RUN_VALUE_FLAGS = new Set(["--network", "--net", "--name", "-p", "--publish", "--memory", "-m", "--cpus", "--pids", "--ip", "--ip6", "--alias", "--label", "-l"]);
+const RUN_VALUE_FLAGS = new Set([
+  "--network", "--net", "--name", "-p", "--publish", "--memory", "-m", "--cpus", "--pids", "--ip", "--ip6", "--alias", "--label", "-l",
+  "--ingress-rate", "--egress-rate",
+]);
 
 export async function runCommand(c: Client, argv: string[], out: Out): Promise<number> {
   const [opts, command] = splitCommand(argv, RUN_VALUE_FLAGS);
@@ -227,6 +231,8 @@ export async function runCommand(c: Client, argv: string[], out: Out): Promise<n
       label: { type: "string", short: "l", multiple: true },
       detach: { type: "boolean", short: "d" },
       rm: { type: "boolean" },
+      "ingress-rate": { type: "string" },
+      "egress-rate": { type: "string" },
     },
   });
   if (command.length === 0) throw invalid("usage", "usage: berth run [OPTIONS] [--] COMMAND [ARG...]", "command");
@@ -245,6 +251,8 @@ export async function runCommand(c: Client, argv: string[], out: Out): Promise<n
     ...(values.memory ? { Memory: parseSize(values.memory, "memory") } : {}),
     ...(values.cpus ? { Cpus: parseNumber(values.cpus, "cpus") } : {}),
     ...(values.pids ? { Pids: parseNumber(values.pids, "pids") } : {}),
+    ...(values["ingress-rate"] ? { IngressRate: parseRate(values["ingress-rate"], "ingress-rate") } : {}),
+    ...(values["egress-rate"] ? { EgressRate: parseRate(values["egress-rate"], "egress-rate") } : {}),
     Labels: parseKeyValues(values.label, "label"),
   });
   if (values.detach) {

@@ -18,7 +18,8 @@ import { demoCommand } from "./demo.ts";
 const USAGE = `usage: berth [--socket PATH] COMMAND
 commands:
   network create|ls|inspect|rm|prune|connect|disconnect   manage networks
-  run [-d] [--rm] [--network N] [--name X] [-p H:C[/proto]] [--memory M] [--cpus C] [--pids P] [--] CMD...
+  run [-d] [--rm] [--network N] [--name X] [-p H:C[/proto]] [--memory M] [--cpus C] [--pids P]
+      [--ingress-rate 20mbit] [--egress-rate 10mbit] [--] CMD...
   ps [-a]          list containers
   rm [-f] C...     remove containers
   exec C [--] CMD  run a command in a container's network namespace and cgroup

@@ -13,6 +13,7 @@ import type { Subprocess } from "bun";
 import type { Controller } from "../controller/controller.ts";
 import { UndoStack } from "../controller/undo.ts";
 import { type CgroupLimits, Cgroups, type CgroupStats, validateLimits } from "../dataplane/cgroup.ts";
+import { applyBandwidth, type BandwidthLimits, removeBandwidth, validateBandwidth } from "./bandwidth.ts";
 import type { LinkStats } from "../dataplane/dataplane.ts";
 import type { DnsService } from "../dns/server.ts";
 import { NO_DNS_DRIVERS } from "../dns/names.ts";
@@ -35,7 +36,7 @@ export interface RunRequest {
   name?: string;
   command: string[];
   networks: NetworkAttachment[];
-  limits?: CgroupLimits;
+  limits?: CgroupLimits & BandwidthLimits;
   labels?: Record<string, string>;
 }
 
@@ -101,6 +102,8 @@ export class ContainerRuntime {
   async run(req: RunRequest): Promise<ContainerView> {
     if (req.command.length === 0) throw invalid("no-command", "a command to run is required", "command");
     validateLimits(req.limits ?? {});
+    const bw: BandwidthLimits = pickBandwidth(req.limits ?? {});
+    validateBandwidth(bw);
     const id = newId();
     const name = req.name ?? `c-${id.slice(0, 12)}`;
     validateNetworkName(name, "name");
@@ -112,6 +115,9 @@ export class ContainerRuntime {
     const hostNet = nets.some((n) => n.driver === "host");
     if (hostNet && nets.length > 1) {
       throw forbidden("exclusive-network", "a container on the host network cannot join other networks", "network");
+    }
+    if ((bw.ingressRate || bw.egressRate) && nets.some((n) => n.driver !== "bridge")) {
+      throw invalid("bandwidth-needs-veth", "bandwidth limits need bridge networks (a veth endpoint to shape on the host side)", "network");
     }
     const withDns = this.dns !== undefined && nets.some((n) => !NO_DNS_DRIVERS.includes(n.driver));
     if (withDns) validateDnsName(name);
@@ -148,6 +154,14 @@ export class ContainerRuntime {
           aliases: [name, ...(a.aliases ?? [])],
         });
         undo.push(`connect ${a.network}`, () => this.ctl.disconnect(a.network, id, netns));
+      }
+      if (bw.ingressRate || bw.egressRate) {
+        const eps = await this.ctl.store.endpoints.listByContainer(id);
+        if (hostNet || eps.length === 0) throw invalid("bandwidth-needs-veth", "bandwidth limits need a bridge network", "network");
+        for (const ep of eps) {
+          await applyBandwidth(this.ctl.dp, ep, bw);
+          undo.push(`bandwidth ${ep.ifname}`, () => removeBandwidth(this.ctl.dp, ep));
+        }
       }
       if (withDns) {
         await this.attachDns(rec);
@@ -250,6 +264,9 @@ export class ContainerRuntime {
       }
     };
     if (c.cgroup) await step(() => this.cgroups.remove(c.cgroup!));
+    if (c.limits.ingressRate || c.limits.egressRate) {
+      for (const ep of await this.ctl.store.endpoints.listByContainer(c.id)) await step(() => removeBandwidth(this.ctl.dp, ep));
+    }
     await step(async () => {
       await this.exitWaiters.get(c.id);
     });
@@ -332,4 +349,10 @@ function validateDnsName(name: string): void {
     if (!(e instanceof BerthError)) throw e;
     throw invalid("name-not-dns", `container name ${JSON.stringify(name)} cannot be used: containers are resolvable by name, and ${e.message.replace(/^DNS label "[^"]*" /, "it ")}`, "name");
   }
+}
+
+function pickBandwidth(l: BandwidthLimits): BandwidthLimits {
+  const out: BandwidthLimits = {};
+  for (const k of ["ingressRate", "egressRate", "ingressBurst", "egressBurst"] as const) if (l[k] !== undefined) out[k] = l[k];
+  return out;
 }

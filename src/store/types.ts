@@ -96,6 +96,11 @@ export interface ContainerLimits {
   memoryBytes?: number;
   cpus?: number;
   pids?: number;
+  /** bits/s into / out of the container (tc), bursts in bits */
+  ingressRate?: number;
+  egressRate?: number;
+  ingressBurst?: number;
+  egressBurst?: number;
 }
 
 export interface ContainerRecord {
