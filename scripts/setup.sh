@@ -33,5 +33,8 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 if [ ! -x node_modules/.bin/bun ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund --loglevel=error
+  # npm 11 with omit-lockfile-registry-resolved (this machine's npmrc) writes no entries for other
+  # platforms' optional packages (biome's binaries) and then refuses its own lock in `npm ci`;
+  # `npm install` installs exactly the locked versions from the same lock without changing it
+  npm ci --no-audit --no-fund --loglevel=error 2>/dev/null || npm install --no-audit --no-fund --loglevel=error
 fi
