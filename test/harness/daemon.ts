@@ -41,13 +41,19 @@ export async function startDaemon(sb: Sandbox, extra: string[] = []): Promise<Te
     const r = Bun.spawnSync([process.execPath, MAIN, "--socket", socket, ...args], { stdout: "pipe", stderr: "pipe" });
     return { code: r.exitCode ?? -1, out: r.stdout.toString(), err: r.stderr.toString() };
   };
+  // a daemon that never came up must not outlive the failed test
+  const giveUp = async (msg: string): Promise<never> => {
+    proc.kill("SIGKILL");
+    await proc.exited;
+    throw new Error(msg);
+  };
   for (let i = 0; ; i++) {
     if (proc.exitCode !== null) {
       await drained;
       throw new Error(`berthd exited: ${logText}`);
     }
     if (cli("network", "ls", "-q").code === 0) break;
-    if (i > 100) throw new Error(`berthd did not start: ${cli("network", "ls", "-q").err}`);
+    if (i > 100) await giveUp(`berthd did not start: ${cli("network", "ls", "-q").err}`);
     await Bun.sleep(50);
   }
   return {
