@@ -66,7 +66,7 @@ export function cleanStale(): string[] {
       removed.push(`netns ${n}`);
     }
   }
-  for (const ctl of ["", "memory", "cpu", "pids"]) {
+  for (const ctl of ["", "memory", "cpu", "pids", "cpuacct", "blkio"]) {
     const dir = join("/sys/fs/cgroup", ctl);
     if (!existsSync(dir)) continue;
     for (const n of readdirSync(dir)) {
