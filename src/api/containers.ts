@@ -14,7 +14,6 @@ import {
   asObject,
   type Json,
   ok,
-  optBool,
   optNumber,
   optString,
   optStringArray,
@@ -164,7 +163,6 @@ export async function handleContainers(rt: ContainerRuntime, ctl: Controller, re
     }
     return { status: 200, text };
   }
-  void optBool;
   return undefined;
 }
 

@@ -6,6 +6,7 @@ import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { invalid } from "../errors.ts";
 import type { Client } from "./client.ts";
+import { inCgroupArgv } from "../dataplane/cgroup.ts";
 import { parseRate } from "../runtime/bandwidth.ts";
 import { parseKeyValues, parseNumber, parseSize } from "./parse.ts";
 
@@ -327,11 +328,10 @@ export async function execCommand(c: Client, argv: string[]): Promise<number> {
   if (!ctrName || command.length === 0) throw invalid("usage", "usage: berth exec CONTAINER [--] COMMAND [ARG...]", "command");
   const ctr = await c.call<ContainerJson>("GET", `/berth/containers/${encodeURIComponent(ctrName)}`);
   if (ctr.State !== "running") throw invalid("not-running", `container ${ctr.Name} is not running`, "container");
-  const trampoline = 'while [ "$1" != "--" ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"';
   // the container's mount namespace too when it has one (its own /etc/resolv.conf for the embedded DNS)
   const mnt = ctr.ResolvConfPath && ctr.Pid && existsSync(`/proc/${ctr.Pid}/ns/mnt`) ? [`--mount=/proc/${ctr.Pid}/ns/mnt`, `--wd=${process.cwd()}`] : [];
   const ns = ctr.NetnsPath || mnt.length > 0 ? ["nsenter", ...(ctr.NetnsPath ? [`--net=${ctr.NetnsPath}`] : []), ...mnt, "--"] : [];
-  const p = Bun.spawn(["sh", "-c", trampoline, "sh", ...ctr.CgroupProcs, "--", ...ns, ...command], {
+  const p = Bun.spawn(inCgroupArgv(ctr.CgroupProcs, [...ns, ...command]), {
     stdin: "inherit",
     stdout: "inherit",
     stderr: "inherit",

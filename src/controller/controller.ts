@@ -7,7 +7,7 @@
  * done, so nothing is left half-applied in the store or the kernel. Teardown is
  * idempotent and best effort.
  */
-import { Dataplane } from "../dataplane/dataplane.ts";
+import type { Dataplane } from "../dataplane/dataplane.ts";
 import type { Driver, DriverContext } from "../drivers/driver.ts";
 import { canPublishPorts, supportsExternalSandboxes } from "../drivers/driver.ts";
 import { BridgeDriver } from "../drivers/bridge/bridge-driver.ts";
@@ -19,7 +19,7 @@ import { NullDriver } from "../drivers/null/null-driver.ts";
 import { BerthError, conflict, forbidden, invalid, notFound, unavailable } from "../errors.ts";
 import { Firewall } from "../firewall/firewall.ts";
 import type { FirewallNetwork, FirewallPort, FirewallState } from "../firewall/ruleset.ts";
-import { type Ipam } from "../ipam/index.ts";
+import type { Ipam } from "../ipam/index.ts";
 import { IP, MAC, type PortMapping, type Prefix, validateContainerId, validateIfName, validateNetworkName, validateDnsLabel } from "../net/index.ts";
 import { isId, newId, nowIso } from "../store/index.ts";
 import type { EndpointRecord, NetworkRecord, Store, StoredPortMapping } from "../store/types.ts";

@@ -45,6 +45,16 @@ export function validateLimits(l: CgroupLimits): void {
   }
 }
 
+/**
+ * argv that runs `argv` inside the cgroup whose cgroup.procs files are given: a
+ * tiny shell trampoline writes its own pid into each file first, then execs, so
+ * nothing of the command ever runs outside the cgroup's limits.
+ */
+export function inCgroupArgv(procsFiles: readonly string[], argv: readonly string[]): string[] {
+  const trampoline = 'while [ "$1" != "--" ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"';
+  return ["sh", "-c", trampoline, "sh", ...procsFiles, "--", ...argv];
+}
+
 export class Cgroups {
   readonly root: string;
   readonly parent: string;

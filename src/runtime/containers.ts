@@ -12,7 +12,7 @@ import { join } from "node:path";
 import type { Subprocess } from "bun";
 import type { Controller } from "../controller/controller.ts";
 import { UndoStack } from "../controller/undo.ts";
-import { type CgroupLimits, Cgroups, type CgroupStats, validateLimits } from "../dataplane/cgroup.ts";
+import { type CgroupLimits, Cgroups, type CgroupStats, inCgroupArgv, validateLimits } from "../dataplane/cgroup.ts";
 import { applyBandwidth, type BandwidthLimits, removeBandwidth, validateBandwidth } from "./bandwidth.ts";
 import type { LinkStats } from "../dataplane/dataplane.ts";
 import type { DnsService } from "../dns/server.ts";
@@ -185,10 +185,9 @@ export class ContainerRuntime {
     const procsFiles = this.cgroups.procsFiles(rec.cgroup!);
     const nsArgv = [...this.mountNsPrefix(rec.id), ...(rec.netns === "" ? [] : this.ctl.dp.nsPrefix(rec.netns))];
     // join the cgroup first, then become the command inside the namespace
-    const trampoline = 'while [ "$1" != "--" ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"';
     const log = openSync(this.logPath(rec.id), "a");
     try {
-      const proc = Bun.spawn(["setsid", "sh", "-c", trampoline, "sh", ...procsFiles, "--", ...nsArgv, ...rec.command], {
+      const proc = Bun.spawn(["setsid", ...inCgroupArgv(procsFiles, [...nsArgv, ...rec.command])], {
         stdin: "ignore",
         stdout: log,
         stderr: log,

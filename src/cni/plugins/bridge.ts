@@ -22,11 +22,12 @@ import { Dataplane, type LinkInfo } from "../../dataplane/dataplane.ts";
 import { IPNet, MAC, Prefix } from "../../net/index.ts";
 import { delegateIpam } from "../delegate.ts";
 import { CNI_ERR, cniError } from "../errors.ts";
-import { type CniEnv, type CniPlugin, isNetnsPath, prevResultOf } from "../skel.ts";
+import { type CniEnv, type CniPlugin, prevResultOf } from "../skel.ts";
 import { type CniResult, emptyResult, type NetConf } from "../types.ts";
 import {
   bestEffort,
   combinedError,
+  delInterface,
   configureIface,
   containerIfIndex,
   ifnameField,
@@ -243,23 +244,12 @@ export const plugin: CniPlugin = {
 
   async del(conf: NetConf, env: CniEnv): Promise<void> {
     const c = parseBridge(conf, env);
-    const ipam = conf.ipam?.type ? conf.ipam.type : undefined;
     const dp = new Dataplane();
-    const errors = await bestEffort([
-      async () => {
-        if (ipam) await delegateIpam("DEL", conf, env);
-      },
-      async () => {
-        if (env.netns && isNetnsPath(env.netns)) {
-          const errs = await dp.deleteLinks(env.netns, [env.ifname]);
-          if (errs[0]) throw errs[0];
-        }
-      },
+    await delInterface(dp, conf, env, "bridge", [
       async () => {
         if (c.ipMasq) await masqDel(dp, tagOf(conf, env));
       },
     ]);
-    if (errors.length > 0) throw combinedError("bridge DEL", errors);
   },
 
   async check(conf: NetConf, env: CniEnv): Promise<void> {

@@ -5,10 +5,12 @@
  * (addresses, then routes) as one `ip -batch`. Pure apart from `configureIface`,
  * which only fills a batch.
  */
+import type { Dataplane } from "../../dataplane/dataplane.ts";
 import type { IpBatch, RouteSpec } from "../../dataplane/ipbatch.ts";
 import { IP, IPNet, MAC, Prefix, validateIfName } from "../../net/index.ts";
 import { CNI_ERR, CniError, cniError } from "../errors.ts";
-import type { CniEnv } from "../skel.ts";
+import { delegateIpam } from "../delegate.ts";
+import { type CniEnv, isNetnsPath } from "../skel.ts";
 import { type CniDNS, type CniResult, type CniRoute, type NetConf, parseDns } from "../types.ts";
 
 export type Obj = Record<string, unknown>;
@@ -271,6 +273,27 @@ export function combinedError(what: string, errors: readonly Error[]): CniError 
 export async function bestEffort(steps: readonly (() => Promise<unknown>)[]): Promise<Error[]> {
   const done = await Promise.allSettled(steps.map((s) => s()));
   return done.flatMap((d) => (d.status === "rejected" ? [d.reason instanceof Error ? d.reason : new Error(String(d.reason))] : []));
+}
+
+/**
+ * The DEL every interface plugin does: release the addresses through IPAM and
+ * remove the container's interface (a gone netns is success), side by side with
+ * the plugin's own `extra` steps; all errors are reported together.
+ */
+export async function delInterface(dp: Dataplane, conf: NetConf, env: CniEnv, plugin: string, extra: readonly (() => Promise<unknown>)[] = []): Promise<void> {
+  const errors = await bestEffort([
+    async () => {
+      if (conf.ipam?.type) await delegateIpam("DEL", conf, env);
+    },
+    async () => {
+      if (env.netns && isNetnsPath(env.netns)) {
+        const errs = await dp.deleteLinks(env.netns, [env.ifname]);
+        if (errs[0]) throw errs[0];
+      }
+    },
+    ...extra,
+  ]);
+  if (errors.length > 0) throw combinedError(`${plugin} DEL`, errors);
 }
 
 /** The attachments a GC call keeps (`cni.dev/valid-attachments`, legacy `cni.dev/attachments`), as "containerID/ifname". */

@@ -12,9 +12,9 @@ import { Dataplane } from "../../dataplane/dataplane.ts";
 import { IPNet, MAC, Prefix } from "../../net/index.ts";
 import { delegateIpam } from "../delegate.ts";
 import { CNI_ERR, cniError } from "../errors.ts";
-import { type CniEnv, type CniPlugin, isNetnsPath, prevResultOf } from "../skel.ts";
+import { type CniEnv, type CniPlugin, prevResultOf } from "../skel.ts";
 import { type CniResult, emptyResult, type NetConf } from "../types.ts";
-import { bestEffort, combinedError, containerIfIndex, mtuField, type Obj, optBool, pickDns, randomVethName, routeSpec, validAttachments } from "./common.ts";
+import { bestEffort, combinedError, containerIfIndex, delInterface, mtuField, type Obj, optBool, pickDns, randomVethName, routeSpec, validAttachments } from "./common.ts";
 import { masqAdd, masqDel, masqGc, masqTag } from "./ipmasq.ts";
 import { checkContainerIface, createVethPair, ipamAdd, ipamType, transactional } from "./link-common.ts";
 
@@ -100,21 +100,11 @@ export const plugin: CniPlugin = {
   async del(conf: NetConf, env: CniEnv): Promise<void> {
     const c = parsePtp(conf);
     const dp = new Dataplane();
-    const errors = await bestEffort([
-      async () => {
-        if (conf.ipam?.type) await delegateIpam("DEL", conf, env);
-      },
-      async () => {
-        if (env.netns && isNetnsPath(env.netns)) {
-          const errs = await dp.deleteLinks(env.netns, [env.ifname]);
-          if (errs[0]) throw errs[0];
-        }
-      },
+    await delInterface(dp, conf, env, "ptp", [
       async () => {
         if (c.ipMasq) await masqDel(dp, masqTag(conf.name, env.containerId, env.ifname));
       },
     ]);
-    if (errors.length > 0) throw combinedError("ptp DEL", errors);
   },
 
   async check(conf: NetConf, env: CniEnv): Promise<void> {

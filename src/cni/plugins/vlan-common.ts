@@ -10,9 +10,9 @@ import type { IpBatch } from "../../dataplane/ipbatch.ts";
 import type { MAC } from "../../net/index.ts";
 import { delegateIpam } from "../delegate.ts";
 import { CNI_ERR, cniError } from "../errors.ts";
-import { type CniEnv, isNetnsPath, prevResultOf } from "../skel.ts";
+import { type CniEnv, prevResultOf } from "../skel.ts";
 import { type CniResult, emptyResult, type NetConf } from "../types.ts";
-import { bestEffort, combinedError, configureIface, containerIfIndex, isExists, pickDns } from "./common.ts";
+import { configureIface, containerIfIndex, delInterface, isExists, pickDns } from "./common.ts";
 import { checkContainerIface, ipamAdd, ipamType, transactional } from "./link-common.ts";
 
 export interface ChildConf {
@@ -94,18 +94,7 @@ export async function addChild(dp: Dataplane, conf: NetConf, env: CniEnv, c: Chi
 }
 
 export async function delChild(dp: Dataplane, conf: NetConf, env: CniEnv, plugin: string): Promise<void> {
-  const errors = await bestEffort([
-    async () => {
-      if (conf.ipam?.type) await delegateIpam("DEL", conf, env);
-    },
-    async () => {
-      if (env.netns && isNetnsPath(env.netns)) {
-        const errs = await dp.deleteLinks(env.netns, [env.ifname]);
-        if (errs[0]) throw errs[0];
-      }
-    },
-  ]);
-  if (errors.length > 0) throw combinedError(`${plugin} DEL`, errors);
+  await delInterface(dp, conf, env, plugin);
 }
 
 export async function checkChild(dp: Dataplane, conf: NetConf, env: CniEnv, c: ChildConf): Promise<void> {
