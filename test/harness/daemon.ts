@@ -1,8 +1,7 @@
 /** Starts a real berthd process for a sandbox and runs the real berth CLI against it. */
-import { rmdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { RUN_PREFIX, type Sandbox, uniqueName } from "./sandbox.ts";
+import { removeCgroupTree, RUN_PREFIX, type Sandbox, uniqueName } from "./sandbox.ts";
 
 const MAIN = join(import.meta.dir, "..", "..", "src", "main.ts");
 
@@ -77,14 +76,9 @@ export async function startDaemon(sb: Sandbox, extra: string[] = []): Promise<Te
       proc.kill("SIGTERM");
       await proc.exited;
       await drained;
-      // the daemon's cgroup parent outlives it (as in production); tests remove it once empty
-      for (const c of ["memory", "cpu", "pids", "cpuacct", "blkio", ""]) {
-        try {
-          rmdirSync(join("/sys/fs/cgroup", c, cgroupParent));
-        } catch {
-          /* absent or still in use */
-        }
-      }
+      // the daemon's cgroup parent outlives it (as in production); tests remove it with whatever
+      // containers the test left in it (their processes are killed)
+      for (const c of ["memory", "cpu", "pids", "cpuacct", "blkio", ""]) removeCgroupTree(join("/sys/fs/cgroup", c, cgroupParent));
     },
   };
 }

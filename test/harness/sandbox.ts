@@ -84,7 +84,7 @@ export function cleanStale(): string[] {
   return removed;
 }
 
-function removeCgroupTree(dir: string): void {
+export function removeCgroupTree(dir: string): void {
   if (!existsSync(dir)) return;
   for (const e of readdirSync(dir, { withFileTypes: true })) {
     if (e.isDirectory()) removeCgroupTree(join(dir, e.name));
