@@ -265,3 +265,27 @@ export function ipJson<T>(ns: string, ...args: string[]): T {
 export function nftJson(ns: string, ...args: string[]): { nftables: Record<string, unknown>[] } {
   return JSON.parse(must(["ip", "netns", "exec", ns, "nft", "-j", ...args]));
 }
+
+/**
+ * One iperf3 run from `ns` to a server at host:port; returns the received bits/s.
+ * An iperf3 server takes one test at a time and needs a moment after one ends,
+ * so "server is busy" (or a server not up yet) is retried for a few seconds.
+ */
+export async function iperf3Bps(ns: string, host: string, port: number, opts: { reverse?: boolean; seconds?: number } = {}): Promise<number> {
+  let last = "";
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const r = sh(["nsenter", `--net=/run/netns/${ns}`, "--", "iperf3", "-c", host, "-p", String(port), "-t", String(opts.seconds ?? 4), "-O", "1", "-J", ...(opts.reverse ? ["-R"] : [])]);
+    let j: { error?: string; end?: { sum_received?: { bits_per_second: number } } } = {};
+    try {
+      j = JSON.parse(r.out);
+    } catch {
+      /* no JSON: treated as an error below */
+    }
+    const bps = j.end?.sum_received?.bits_per_second;
+    if (r.code === 0 && bps !== undefined) return bps;
+    last = j.error ?? (r.err.trim() || r.out.trim());
+    if (!/busy|refused|unable to connect/i.test(last)) break;
+    await Bun.sleep(250);
+  }
+  throw new Error(`iperf3 from ${ns} to ${host}:${port} failed: ${last}`);
+}

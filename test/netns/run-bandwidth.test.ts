@@ -2,18 +2,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { parseRate } from "../../src/runtime/bandwidth.ts";
 import { createTestBerth, type TestBerth } from "../harness/berth.ts";
-import { assertRootUntouched, ipJson } from "../harness/sandbox.ts";
+import { assertRootUntouched, iperf3Bps, ipJson } from "../harness/sandbox.ts";
 
 assertRootUntouched();
-
-function iperf(ns: string, server: string, reverse: boolean): number {
-  const r = Bun.spawnSync(
-    ["nsenter", `--net=/run/netns/${ns}`, "--", "iperf3", "-c", server, "-p", "5201", "-t", "4", "-O", "1", "-J", ...(reverse ? ["-R"] : [])],
-    { stdout: "pipe", stderr: "pipe" },
-  );
-  const j = JSON.parse(r.stdout.toString()) as { end: { sum_received: { bits_per_second: number } } };
-  return j.end.sum_received.bits_per_second;
-}
 
 describe("berth run --ingress-rate/--egress-rate", () => {
   let b: TestBerth;
@@ -46,14 +37,14 @@ describe("berth run --ingress-rate/--egress-rate", () => {
     expect(ipJson<{ ifname: string }[]>(b.sb.host, "link", "show", "dev", ifb)[0]?.ifname).toBe(ifb);
   });
 
-  test("egress (container -> server) holds at 10 Mbit/s within 10%", () => {
-    const bps = iperf(cliNs, srvIp, false);
+  test("egress (container -> server) holds at 10 Mbit/s within 10%", async () => {
+    const bps = await iperf3Bps(cliNs, srvIp, 5201);
     expect(bps).toBeGreaterThan(9e6);
     expect(bps).toBeLessThan(11e6);
   }, 30_000);
 
-  test("ingress (server -> container) holds at 20 Mbit/s within 10%", () => {
-    const bps = iperf(cliNs, srvIp, true);
+  test("ingress (server -> container) holds at 20 Mbit/s within 10%", async () => {
+    const bps = await iperf3Bps(cliNs, srvIp, 5201, { reverse: true });
     expect(bps).toBeGreaterThan(18e6);
     expect(bps).toBeLessThan(22e6);
   }, 30_000);
