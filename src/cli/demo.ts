@@ -75,7 +75,7 @@ export async function demoCommand(_argv: string[]): Promise<number> {
     daemon = Bun.spawn(
       [process.execPath, join(import.meta.dir, "..", "main.ts"), "berthd", "--socket", socket, "--state-dir", join(dir, "state"),
         "--host-netns", hostNs, "--netns-prefix", `${tag}-c`, "--cgroup-parent", `${tag}-cg`, "--default-pool", "10.77.0.0/16:24",
-        "--plugin-socket", ""],
+        "--plugin-socket", "", "--cni-oplog", join(dir, "cni-ops.log")],
       { stdout: "inherit", stderr: "pipe" },
     );
     await waitForSocket(c, daemon);

@@ -1,5 +1,6 @@
 /** Entry of a CNI plugin process: the multi-call binary started under a plugin's name. */
 import { cniError, CNI_ERR, errorJson } from "./errors.ts";
+import { errorCodeOf, oplogPath, recordOp } from "./oplog.ts";
 import { loadPlugin } from "./registry.ts";
 import { runPlugin } from "./skel.ts";
 import { LATEST } from "./version.ts";
@@ -13,6 +14,12 @@ export async function cniMain(name: string): Promise<number> {
   const stdin = process.env.CNI_COMMAND === "VERSION" && process.stdin.isTTY ? "{}" : await Bun.stdin.text();
   const t0 = performance.now();
   const out = await runPlugin(plugin, process.env, stdin);
+  recordOp(oplogPath(process.env), {
+    plugin: name,
+    verb: process.env.CNI_COMMAND || "unknown",
+    seconds: (performance.now() - t0) / 1000,
+    code: out.exitCode === 0 ? 0 : errorCodeOf(out.stdout),
+  });
   if (out.exitCode !== 0 || process.env.BERTH_LOG_LEVEL === "debug") {
     // structured log line on stderr (runtimes pass it through): operation and container in every line
     console.error(

@@ -9,6 +9,7 @@ import { handlePluginCall, PLUGIN_CONTENT_TYPE } from "../api/docker-plugin.ts";
 import { errorResponse } from "../api/http.ts";
 import { eventStream } from "../api/observe.ts";
 import { API_VERSION, BERTH_VERSION, route } from "../api/router.ts";
+import { registerCniMetrics } from "../observe/cni-metrics.ts";
 import { type DaemonMetrics, daemonMetrics, routeLabel } from "../observe/daemon-metrics.ts";
 import { EventBus } from "../observe/events.ts";
 import { type Level, Logger } from "../observe/log.ts";
@@ -22,6 +23,7 @@ import { parseUpstream, readHostResolvConf } from "../dns/upstream.ts";
 import { invalid } from "../errors.ts";
 import { Ipam } from "../ipam/index.ts";
 import type { DefaultPoolSpec } from "../ipam/defaults.ts";
+import { DEFAULT_OPLOG } from "../cni/oplog.ts";
 import { ContainerRuntime } from "../runtime/containers.ts";
 import { openSqliteStore } from "../store/index.ts";
 import type { Store } from "../store/types.ts";
@@ -46,6 +48,8 @@ export interface DaemonConfig {
   dnsUpstreams?: string[];
   /** Embedded DNS resolver for containers (default on). */
   dns?: boolean;
+  /** The CNI plugins' operation log read for `/metrics` (src/cni/oplog.ts); null = not read. */
+  cniOplog?: string | null;
 }
 
 export const DEFAULT_CONFIG: DaemonConfig = {
@@ -114,7 +118,12 @@ export class Daemon {
     const interval = config.reconcileIntervalMs ?? 1000;
     if (interval > 0) reconciler.start(interval);
     const d = new Daemon(config, store, controller, runtime, reconciler);
-    d.metrics = daemonMetrics(controller, reconciler, dns ? (r) => registerDnsMetrics(r, dns) : undefined);
+    const oplog = config.cniOplog === undefined ? DEFAULT_OPLOG : config.cniOplog;
+    if (oplog) mkdirSync(dirname(oplog), { recursive: true, mode: 0o755 }); // plugins record only where the directory exists
+    d.metrics = daemonMetrics(controller, reconciler, (r) => {
+      if (dns) registerDnsMetrics(r, dns);
+      if (oplog) registerCniMetrics(r, oplog);
+    });
     d.listen();
     return d;
   }

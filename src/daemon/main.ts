@@ -17,6 +17,7 @@ export async function berthdMain(argv: string[]): Promise<number> {
       "reconcile-interval": { type: "string" },
       "plugin-socket": { type: "string" },
       "dns-upstream": { type: "string", multiple: true },
+      "cni-oplog": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -31,7 +32,9 @@ export async function berthdMain(argv: string[]): Promise<number> {
   --plugin-socket PATH  Docker remote network + IPAM plugin socket (default ${DEFAULT_CONFIG.pluginSocket};
                   "" = off). dockerd must share Berth's host network namespace to use it.
   --dns-upstream IP[:PORT]  upstream server for the embedded DNS resolver (repeatable, tried in order;
-                  default: the nameservers of /etc/resolv.conf, loopback ones skipped)`);
+                  default: the nameservers of /etc/resolv.conf, loopback ones skipped)
+  --cni-oplog PATH  the CNI plugins' operation log, read for /metrics (default /run/berth/cni-ops.log,
+                  the plugins' default too; set BERTH_CNI_OPLOG for them to match; "" = off)`);
     return 0;
   }
   const config: DaemonConfig = {
@@ -42,6 +45,7 @@ export async function berthdMain(argv: string[]): Promise<number> {
     cgroupParent: values["cgroup-parent"] ?? DEFAULT_CONFIG.cgroupParent,
     pluginSocket: values["plugin-socket"] ?? DEFAULT_CONFIG.pluginSocket ?? null,
   };
+  if (values["cni-oplog"] !== undefined) config.cniOplog = values["cni-oplog"] || null;
   if (values["dns-upstream"]) {
     try {
       for (const u of values["dns-upstream"]) parseUpstream(u, "dns-upstream");

@@ -1,8 +1,10 @@
 // Observability end to end: events, Prometheus metrics (parsed by a real parser) and stats from the kernel.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import parsePrometheus from "parse-prometheus-text-format";
+import { join } from "node:path";
 import { startDaemon, type TestDaemon } from "../harness/daemon.ts";
 import { assertRootUntouched, createSandbox, type Sandbox } from "../harness/sandbox.ts";
+import { cni, ok } from "../netns/cni-util.ts";
 
 assertRootUntouched();
 
@@ -101,6 +103,28 @@ describe("events, metrics, stats", () => {
     const runCount = /^berth_api_request_duration_seconds_count\{code="2xx",method="POST",route="\/berth\/containers\/run"\} (\d+)$/m.exec(text);
     expect(Number(runCount?.[1])).toBeGreaterThanOrEqual(2);
     expect(fam("berth_reconcile_repairs_total").type).toBe("GAUGE");
+  });
+
+  test("/metrics counts CNI plugin operations (count, latency, error code) from the plugins' operation log", async () => {
+    const env = { BERTH_CNI_OPLOG: join(sb.stateDir, "cni-ops.log") };
+    const conf = { cniVersion: "1.1.0", name: "oplog", type: "loopback" };
+    for (let i = 0; i < 3; i++) ok(cni({ plugin: "loopback", host: sb.host, command: "VERSION", conf, env }));
+    ok(cni({ plugin: "loopback", host: sb.host, command: "DEL", containerId: "c1", ifname: "lo", conf, env }));
+    const bad = cni({ plugin: "loopback", host: sb.host, command: "ADD", containerId: "c1", netns: "/nonexistent", ifname: "lo", conf, env });
+    expect(bad.code).not.toBe(0);
+    const code = String(bad.json.code);
+    const text = await (await get("/metrics")).text();
+    parsePrometheus(text); // well-formed
+    const line = (re: RegExp) => Number(re.exec(text)?.[1]);
+    expect(line(/^berth_cni_operations_total\{plugin="loopback",result="ok",verb="VERSION"\} (\d+)$/m)).toBe(3);
+    expect(line(/^berth_cni_operations_total\{plugin="loopback",result="ok",verb="DEL"\} (\d+)$/m)).toBe(1);
+    expect(line(new RegExp(`^berth_cni_operations_total\\{plugin="loopback",result="${code}",verb="ADD"\\} (\\d+)$`, "m"))).toBe(1);
+    expect(line(new RegExp(`^berth_cni_operation_errors_total\\{code="${code}",plugin="loopback",verb="ADD"\\} (\\d+)$`, "m"))).toBe(1);
+    expect(line(/^berth_cni_operation_duration_seconds_count\{plugin="loopback",verb="VERSION"\} (\d+)$/m)).toBe(3);
+    // read incrementally: a later operation adds to the totals, nothing is counted twice
+    ok(cni({ plugin: "loopback", host: sb.host, command: "VERSION", conf, env }));
+    const again = await (await get("/metrics")).text();
+    expect(Number(/^berth_cni_operations_total\{plugin="loopback",result="ok",verb="VERSION"\} (\d+)$/m.exec(again)?.[1])).toBe(4);
   });
 
   test("berth stats --no-stream prints a line per running container with CPU, memory and limits", () => {

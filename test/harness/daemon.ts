@@ -27,7 +27,9 @@ export async function startDaemon(sb: Sandbox, extra: string[] = []): Promise<Te
     [process.execPath, MAIN, "berthd", "--socket", socket, "--state-dir", join(sb.stateDir, "state"), "--host-netns", sb.host,
       "--netns-prefix", netnsPrefix, "--cgroup-parent", cgroupParent, "--default-pool", "10.124.0.0/16:24",
       // no Docker plugin socket unless asked for: the default path is the real /run/docker/plugins
-      ...(extra.includes("--plugin-socket") ? [] : ["--plugin-socket", ""]), ...extra],
+      ...(extra.includes("--plugin-socket") ? [] : ["--plugin-socket", ""]),
+      // the CNI operation log inside the sandbox, not the real /run/berth
+      ...(extra.includes("--cni-oplog") ? [] : ["--cni-oplog", join(sb.stateDir, "cni-ops.log")]), ...extra],
     { stdout: "ignore", stderr: "pipe" },
   );
   sb.track(proc);

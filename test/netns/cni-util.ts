@@ -59,6 +59,7 @@ function envOf(c: CniCall): Record<string, string> {
     PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin",
     CNI_COMMAND: c.command,
     CNI_PATH: c.path ?? (impl === "ref" ? REF_DIR : (process.env.BERTH_CNI_BIN ?? REF_DIR)),
+    BERTH_CNI_OPLOG: process.env.BERTH_CNI_OPLOG ?? "",
     ...(c.env ?? {}),
   };
   if (c.containerId !== undefined) e.CNI_CONTAINERID = c.containerId;
