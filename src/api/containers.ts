@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { invalid } from "../errors.ts";
 import { IP, MAC, parsePort, parsePortMappings, type PortMapping, PROTOCOLS, type Protocol } from "../net/index.ts";
 import { trace } from "../controller/trace.ts";
-import type { ContainerRuntime, ContainerView, NetworkAttachment } from "../runtime/containers.ts";
+import type { ContainerRuntime, ContainerView, IoLimit, NetworkAttachment } from "../runtime/containers.ts";
 import type { Controller } from "../controller/controller.ts";
 import {
   type ApiRequest,
@@ -120,7 +120,7 @@ export async function handleContainers(rt: ContainerRuntime, ctl: Controller, re
   }
   if (rest.length === 1 && rest[0] === "run" && m === "POST") {
     const b = asObject(req.body, "body");
-    rejectUnknown(b, ["Name", "Command", "Networks", "Memory", "Cpus", "Pids", "Labels", "IngressRate", "EgressRate", "IngressBurst", "EgressBurst"], "run request");
+    rejectUnknown(b, ["Name", "Command", "Networks", "Memory", "Cpus", "Pids", "Labels", "IngressRate", "EgressRate", "IngressBurst", "EgressBurst", ...IO_FIELDS.map(([f]) => f)], "run request");
     const command = optStringArray(b, "Command") ?? [];
     const nets = b.Networks;
     if (nets !== undefined && !Array.isArray(nets)) throw invalid("bad-type", "Networks must be a list", "Networks");
@@ -138,6 +138,7 @@ export async function handleContainers(rt: ContainerRuntime, ctl: Controller, re
         ...(cpus !== undefined ? { cpus } : {}),
         ...(pids !== undefined ? { pids } : {}),
         ...bandwidthFields(b),
+        ...ioFields(b),
       },
       ...(name ? { name } : {}),
       ...(labels ? { labels } : {}),
@@ -167,6 +168,35 @@ export async function handleContainers(rt: ContainerRuntime, ctl: Controller, re
 }
 
 /** IngressRate/EgressRate (bit/s) and IngressBurst/EgressBurst (bits) of a run request. */
+/** Docker's HostConfig block I/O throttle fields, each a list of {Path, Rate}. */
+const IO_FIELDS = [
+  ["BlkioDeviceReadBps", "readBps"],
+  ["BlkioDeviceWriteBps", "writeBps"],
+  ["BlkioDeviceReadIOps", "readIops"],
+  ["BlkioDeviceWriteIOps", "writeIops"],
+] as const;
+
+function ioFields(b: Json): { io?: IoLimit[] } {
+  const byPath = new Map<string, IoLimit>();
+  for (const [api, key] of IO_FIELDS) {
+    const v = b[api];
+    if (v === undefined || v === null) continue;
+    if (!Array.isArray(v)) throw invalid("bad-type", `${api} must be a list of {Path, Rate}`, api);
+    v.forEach((item, i) => {
+      const o = asObject(item, `${api}[${i}]`);
+      rejectUnknown(o, ["Path", "Rate"], `${api}[${i}]`);
+      const path = optString(o, "Path", `${api}[${i}].Path`);
+      const rate = optNumber(o, "Rate", `${api}[${i}].Rate`);
+      if (!path || rate === undefined) throw invalid("bad-io-limit", `${api}[${i}] needs Path and Rate`, api);
+      const cur = byPath.get(path) ?? { path };
+      if (cur[key] !== undefined) throw invalid("duplicate-device", `${api} names ${path} twice`, api);
+      cur[key] = rate;
+      byPath.set(path, cur);
+    });
+  }
+  return byPath.size > 0 ? { io: [...byPath.values()] } : {};
+}
+
 function bandwidthFields(b: Json): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [api, key] of [

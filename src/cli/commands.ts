@@ -211,7 +211,7 @@ async function networkConnect(c: Client, verb: "connect" | "disconnect", argv: s
 
 const RUN_VALUE_FLAGS = new Set([
   "--network", "--net", "--name", "-p", "--publish", "--memory", "-m", "--cpus", "--pids", "--ip", "--ip6", "--alias", "--label", "-l",
-  "--ingress-rate", "--egress-rate",
+  "--ingress-rate", "--egress-rate", "--device-read-bps", "--device-write-bps", "--device-read-iops", "--device-write-iops",
 ]);
 
 export async function runCommand(c: Client, argv: string[], out: Out): Promise<number> {
@@ -234,6 +234,10 @@ export async function runCommand(c: Client, argv: string[], out: Out): Promise<n
       rm: { type: "boolean" },
       "ingress-rate": { type: "string" },
       "egress-rate": { type: "string" },
+      "device-read-bps": { type: "string", multiple: true },
+      "device-write-bps": { type: "string", multiple: true },
+      "device-read-iops": { type: "string", multiple: true },
+      "device-write-iops": { type: "string", multiple: true },
     },
   });
   if (command.length === 0) throw invalid("usage", "usage: berth run [OPTIONS] [--] COMMAND [ARG...]", "command");
@@ -254,6 +258,10 @@ export async function runCommand(c: Client, argv: string[], out: Out): Promise<n
     ...(values.pids ? { Pids: parseNumber(values.pids, "pids") } : {}),
     ...(values["ingress-rate"] ? { IngressRate: parseRate(values["ingress-rate"], "ingress-rate") } : {}),
     ...(values["egress-rate"] ? { EgressRate: parseRate(values["egress-rate"], "egress-rate") } : {}),
+    ...deviceLimits("BlkioDeviceReadBps", values["device-read-bps"], "device-read-bps", true),
+    ...deviceLimits("BlkioDeviceWriteBps", values["device-write-bps"], "device-write-bps", true),
+    ...deviceLimits("BlkioDeviceReadIOps", values["device-read-iops"], "device-read-iops", false),
+    ...deviceLimits("BlkioDeviceWriteIOps", values["device-write-iops"], "device-write-iops", false),
     Labels: parseKeyValues(values.label, "label"),
   });
   if (values.detach) {
@@ -265,6 +273,19 @@ export async function runCommand(c: Client, argv: string[], out: Out): Promise<n
   if (logs) process.stdout.write(logs);
   if (values.rm) await c.call("DELETE", `/berth/containers/${ctr.Id}?force=1`);
   return StatusCode;
+}
+
+/** `--device-write-bps /dev/vda:4mb` (sizes with units for bytes, plain numbers for operations), Docker's habit. */
+function deviceLimits(api: string, items: string[] | undefined, flag: string, bytes: boolean): Record<string, { Path: string; Rate: number }[]> {
+  if (!items || items.length === 0) return {};
+  return {
+    [api]: items.map((it) => {
+      const i = it.lastIndexOf(":");
+      if (i <= 0) throw invalid("bad-device-limit", `--${flag} ${JSON.stringify(it)} must look like DEVICE:RATE (e.g. /dev/vda:4mb)`, flag);
+      const rate = it.slice(i + 1);
+      return { Path: it.slice(0, i), Rate: bytes ? parseSize(rate, flag) : parseNumber(rate, flag) };
+    }),
+  };
 }
 
 export async function psCommand(c: Client, argv: string[], out: Out): Promise<number> {

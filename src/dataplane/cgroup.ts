@@ -1,19 +1,53 @@
 /**
- * Control groups for containers started by `berth run`: CPU, memory and pids
- * limits. cgroup v2 (unified hierarchy with the controllers enabled) is used
+ * Control groups for containers started by `berth run`: CPU, memory, pids and
+ * block I/O limits. cgroup v2 (unified hierarchy with the controllers enabled) is used
  * when the machine has it; on a hybrid/v1 machine (like the CI machine, whose
  * controllers are all bound to v1 hierarchies) the same limits are applied
  * through the v1 controllers so that they still hold.
  */
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { invalid, systemError } from "../errors.ts";
+import { BerthError, invalid, systemError, unavailable } from "../errors.ts";
 
 export interface CgroupLimits {
   memoryBytes?: number;
   /** CPUs as a fraction, e.g. 0.5 = half a core. */
   cpus?: number;
   pids?: number;
+  /** Block I/O throttles per device (Docker's --device-read-bps and friends). */
+  io?: IoLimit[];
+}
+
+/** Throttles for one block device: bytes or operations per second, read and write. */
+export interface IoLimit {
+  /** A block device node, e.g. /dev/vda (a whole disk: the kernel throttles disks, not partitions). */
+  path: string;
+  readBps?: number;
+  writeBps?: number;
+  readIops?: number;
+  writeIops?: number;
+}
+
+const IO_KEYS = [
+  ["readBps", "rbps", "blkio.throttle.read_bps_device"],
+  ["writeBps", "wbps", "blkio.throttle.write_bps_device"],
+  ["readIops", "riops", "blkio.throttle.read_iops_device"],
+  ["writeIops", "wiops", "blkio.throttle.write_iops_device"],
+] as const;
+
+/** "MAJ:MIN" of a block device node; `invalid` when the path is not one. */
+export function blockDeviceNumber(path: string): string {
+  let st: ReturnType<typeof statSync>;
+  try {
+    st = statSync(path);
+  } catch {
+    throw invalid("bad-device", `block device ${JSON.stringify(path)} does not exist`, "io");
+  }
+  if (!st.isBlockDevice()) throw invalid("bad-device", `${JSON.stringify(path)} is not a block device`, "io");
+  const dev = st.rdev;
+  const major = Math.floor(dev / 256) & 0xfff;
+  const minor = (dev & 0xff) | (Math.floor(dev / 4096) & 0xfff00);
+  return `${major}:${minor}`;
 }
 
 export type CgroupMode = "v2" | "v1";
@@ -42,6 +76,19 @@ export function validateLimits(l: CgroupLimits): void {
   }
   if (l.pids !== undefined && (!Number.isSafeInteger(l.pids) || l.pids < 1)) {
     throw invalid("bad-pids", `pids limit ${l.pids} must be a positive integer`, "pids");
+  }
+  const seen = new Set<string>();
+  for (const io of l.io ?? []) {
+    const dev = blockDeviceNumber(io.path);
+    if (seen.has(dev)) throw invalid("duplicate-device", `block device ${io.path} has I/O limits twice: give each device once`, "io");
+    seen.add(dev);
+    if (IO_KEYS.every(([k]) => io[k] === undefined)) throw invalid("bad-io-limit", `no I/O limit given for ${io.path}`, "io");
+    for (const [k] of IO_KEYS) {
+      const v = io[k];
+      if (v !== undefined && (!Number.isSafeInteger(v) || v < 1)) {
+        throw invalid("bad-io-limit", `I/O limit ${k} ${v} for ${io.path} must be a positive integer`, "io");
+      }
+    }
   }
 }
 
@@ -81,11 +128,16 @@ export class Cgroups {
     validateLimits(limits);
     if (this.mode === "v2") this.enableV2Controllers();
     const dirs = this.dirs(name);
+    if (limits.io?.length && this.mode === "v1" && !this.v1Accounting.includes("blkio")) {
+      throw unavailable("no-blkio", "block I/O limits need the blkio (cgroup v1) or io (cgroup v2) controller, which this machine lacks");
+    }
     try {
       for (const d of dirs) mkdirSync(d, { recursive: true });
       this.writeLimits(name, limits);
+      this.writeIoLimits(name, limits.io ?? []);
     } catch (e) {
       await this.remove(name);
+      if (e instanceof BerthError) throw e;
       throw systemError("cgroup", `cannot create cgroup ${name}: ${(e as Error).message}`);
     }
     return dirs;
@@ -255,10 +307,72 @@ export class Cgroups {
     if (l.pids !== undefined) writeFileSync(join(pidsD, "pids.max"), String(l.pids));
   }
 
+  /** The I/O throttles in force, read back from the kernel's files ("MAJ:MIN" → limits). */
+  readIoLimits(name: string): Map<string, Omit<IoLimit, "path">> {
+    const out = new Map<string, Omit<IoLimit, "path">>();
+    const put = (dev: string, k: (typeof IO_KEYS)[number][0], v: number) => {
+      const cur = out.get(dev) ?? {};
+      cur[k] = v;
+      out.set(dev, cur);
+    };
+    if (this.mode === "v2") {
+      const f = join(this.dirs(name)[0]!, "io.max");
+      if (!existsSync(f)) return out;
+      for (const line of readFileSync(f, "utf8").split("\n")) {
+        const [dev, ...kv] = line.trim().split(/\s+/);
+        if (!dev) continue;
+        for (const [k, v2] of IO_KEYS) {
+          const m = kv.find((x) => x.startsWith(`${v2}=`));
+          if (m && m !== `${v2}=max`) put(dev, k, Number(m.slice(v2.length + 1)));
+        }
+      }
+      return out;
+    }
+    for (const [k, , v1] of IO_KEYS) {
+      const f = join(this.root, "blkio", this.parent, name, v1);
+      if (!existsSync(f)) continue;
+      for (const line of readFileSync(f, "utf8").split("\n")) {
+        const [dev, v] = line.trim().split(/\s+/);
+        if (dev && v) put(dev, k, Number(v));
+      }
+    }
+    return out;
+  }
+
+  private writeIoLimits(name: string, limits: readonly IoLimit[]): void {
+    for (const io of limits) {
+      const dev = blockDeviceNumber(io.path);
+      const refused = (e: unknown) =>
+        invalid(
+          "io-limit-refused",
+          `the kernel refused the I/O limit for ${io.path} (${dev}): ${(e as Error).message}; throttles apply to whole disks, not partitions`,
+          "io",
+        );
+      if (this.mode === "v2") {
+        const kv = IO_KEYS.filter(([k]) => io[k] !== undefined).map(([k, v2]) => `${v2}=${io[k]}`);
+        try {
+          writeFileSync(join(this.dirs(name)[0]!, "io.max"), `${dev} ${kv.join(" ")}`);
+        } catch (e) {
+          throw refused(e);
+        }
+        continue;
+      }
+      for (const [k, , v1] of IO_KEYS) {
+        if (io[k] === undefined) continue;
+        try {
+          writeFileSync(join(this.root, "blkio", this.parent, name, v1), `${dev} ${io[k]}`);
+        } catch (e) {
+          throw refused(e);
+        }
+      }
+    }
+  }
+
   private enableV2Controllers(): void {
     const parentDir = join(this.root, this.parent);
     mkdirSync(parentDir, { recursive: true });
-    const want = CONTROLLERS.map((c) => `+${c}`).join(" ");
+    const have = readFileSync(join(this.root, "cgroup.controllers"), "utf8").trim().split(/\s+/);
+    const want = [...CONTROLLERS, ...(have.includes("io") ? ["io"] : [])].map((c) => `+${c}`).join(" ");
     writeFileSync(join(this.root, "cgroup.subtree_control"), want);
     writeFileSync(join(parentDir, "cgroup.subtree_control"), want);
   }

@@ -13,6 +13,8 @@ import type { Subprocess } from "bun";
 import type { Controller } from "../controller/controller.ts";
 import { UndoStack } from "../controller/undo.ts";
 import { type CgroupLimits, Cgroups, type CgroupStats, inCgroupArgv, validateLimits } from "../dataplane/cgroup.ts";
+
+export type { IoLimit } from "../dataplane/cgroup.ts";
 import { applyBandwidth, type BandwidthLimits, removeBandwidth, validateBandwidth } from "./bandwidth.ts";
 import type { LinkStats } from "../dataplane/dataplane.ts";
 import type { DnsService } from "../dns/server.ts";
@@ -137,12 +139,15 @@ export class ContainerRuntime {
     try {
       await this.ctl.store.containers.create(rec);
       undo.push("container record", () => this.ctl.store.containers.delete(id).then(() => undefined));
+      this.ctl.faults.hit("run:after-record");
       if (!hostNet) {
         await this.ctl.dp.netnsCreate(netns);
         undo.push("netns", () => this.ctl.dp.netnsDelete(netns));
       }
+      this.ctl.faults.hit("run:after-netns");
       await this.cgroups.create(rec.cgroup!, rec.limits);
       undo.push("cgroup", () => this.cgroups.remove(rec.cgroup!));
+      this.ctl.faults.hit("run:after-cgroup");
       for (const a of attachments) {
         await this.ctl.connect({
           network: a.network,
@@ -262,6 +267,12 @@ export class ContainerRuntime {
         errors.push(e as Error);
       }
     };
+    // marked first: a crash half-way leaves a record that recovery finishes removing at the next start
+    if (c.pending !== "remove") {
+      c.pending = "remove";
+      await this.ctl.store.containers.update(c).catch(() => undefined);
+    }
+    this.ctl.faults.checkpoint("remove:after-mark");
     if (c.cgroup) await step(() => this.cgroups.remove(c.cgroup!));
     if (c.limits.ingressRate || c.limits.egressRate) {
       for (const ep of await this.ctl.store.endpoints.listByContainer(c.id)) await step(() => removeBandwidth(this.ctl.dp, ep));
@@ -271,7 +282,9 @@ export class ContainerRuntime {
     });
     await step(async () => this.detachDns(c.id));
     await step(() => this.ctl.disconnectAll(c.id, c.netns));
+    this.ctl.faults.checkpoint("remove:after-disconnect");
     if (c.netns !== "" && c.netns !== this.ctl.dp.hostNs) await step(() => this.ctl.dp.netnsDelete(c.netns));
+    this.ctl.faults.checkpoint("remove:after-netns");
     await step(() => this.ctl.store.containers.delete(c.id));
     this.ctl.events.emit("container", "destroy", c.id, { name: c.name });
     if (errors[0]) throw errors[0];
@@ -324,6 +337,22 @@ export class ContainerRuntime {
     const ns = c.netns === "" ? null : c.netns;
     const nets = c.state === "running" && (ns === null || this.ctl.dp.netnsExists(ns)) ? await this.ctl.dp.linkStats(ns) : [];
     return { id: c.id, name: c.name, state: c.state, read: new Date().toISOString(), cgroup: cg, networks: nets.filter((n) => n.name !== "lo") };
+  }
+
+  /**
+   * Crash recovery, first thing at daemon start: a container still "created" was
+   * being run when the daemon died (rolled back: removed with everything it had),
+   * one marked "remove" was being removed (rolled forward: removal finished).
+   * Returns the names of the containers removed.
+   */
+  async recoverInterrupted(): Promise<string[]> {
+    const removed: string[] = [];
+    for (const c of await this.ctl.store.containers.list()) {
+      if (c.state !== "created" && c.pending !== "remove") continue;
+      await this.remove(c.id, true);
+      removed.push(c.name);
+    }
+    return removed;
   }
 
   /** After a daemon restart: containers whose processes are gone are marked exited. */
