@@ -4,7 +4,9 @@
  * Several processes may open it at once (berthd, the CLI, every CNI plugin
  * invocation): every write runs under BEGIN IMMEDIATE, so the database write
  * lock is taken before anything is read, and busy_timeout makes the others
- * wait for it instead of failing. synchronous=FULL makes a commit durable.
+ * wait for it instead of failing. synchronous=FULL makes a commit durable;
+ * `durability: "os"` (synchronous=OFF) hands commits to the OS without fsync:
+ * they survive a crash of the process (SIGKILL) but not of the machine.
  *
  * Inside one process, `transaction(fn)` holds the connection for the whole of
  * the (async) `fn`; other calls on the root store wait until it ends, so no
@@ -237,8 +239,19 @@ function retryBusy<T>(f: () => T): T {
   }
 }
 
+export interface SqliteOptions {
+  /**
+   * "full" (default): a commit is on disk when it returns. "os": a commit is in
+   * the OS when it returns, safe against the process being killed, not against
+   * power loss; no fsync at all (each one costs 5-25 ms here, and closing the
+   * last connection checkpoints with two of them). For state that does not
+   * outlive a reboot anyway, like the CNI host-local leases.
+   */
+  durability?: "full" | "os";
+}
+
 /** Opens (creating and migrating if needed) the store in `stateDir`. */
-export function openSqliteStore(stateDir: string): SqliteStore {
+export function openSqliteStore(stateDir: string, opts: SqliteOptions = {}): SqliteStore {
   try {
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   } catch (e) {
@@ -254,7 +267,7 @@ export function openSqliteStore(stateDir: string): SqliteStore {
   try {
     db.run(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
     retryBusy(() => db.run("PRAGMA journal_mode = WAL"));
-    db.run("PRAGMA synchronous = FULL");
+    db.run(opts.durability === "os" ? "PRAGMA synchronous = OFF" : "PRAGMA synchronous = FULL");
     db.run("PRAGMA foreign_keys = ON");
     retryBusy(() => immediate(db, () => migrate(db)));
   } catch (e) {

@@ -11,7 +11,7 @@
  * GC (which the reference plugin lacks) releases every allocation of the network
  * whose attachment is not in cni.dev/valid-attachments.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { BerthError } from "../../errors.ts";
 import { Ipam } from "../../ipam/ipam.ts";
@@ -197,11 +197,38 @@ function storeDir(c: HostLocalConf): string {
   return join(c.dataDir, "berth");
 }
 
+/**
+ * The lease store. Leases name containers, and no container outlives a reboot,
+ * so commits only need to survive the plugin being killed, not the machine
+ * going down: durability "os" (no fsync, like the reference plugin's files)
+ * takes 10-20 ms off every call. A store that a machine crash left unreadable
+ * is from an earlier boot, so it is moved aside and started afresh.
+ */
 function openStore(c: HostLocalConf): SqliteStore {
+  const dir = storeDir(c);
   try {
-    return openSqliteStore(storeDir(c));
+    return openSqliteStore(dir, { durability: "os" });
   } catch (e) {
+    const db = join(dir, "berth.db");
+    if (/malformed|not a database|corrupt/i.test((e as Error).message) && writtenBeforeBoot(db)) {
+      const aside = `${db}.corrupt-${Date.now()}`;
+      try {
+        renameSync(db, aside);
+        for (const x of ["-wal", "-shm"]) rmSync(`${db}${x}`, { force: true });
+        return openSqliteStore(dir, { durability: "os" });
+      } catch {}
+    }
     throw cniError(CNI_ERR.ioFailure, `host-local: cannot open lease store under ${c.dataDir}: ${(e as Error).message}`);
+  }
+}
+
+/** Whether a file was last written before the machine booted (its leases name no living container). */
+function writtenBeforeBoot(path: string): boolean {
+  try {
+    const btime = Number(/^btime (\d+)$/m.exec(readFileSync("/proc/stat", "utf8"))?.[1]);
+    return statSync(path).mtimeMs / 1000 < btime;
+  } catch {
+    return false;
   }
 }
 
