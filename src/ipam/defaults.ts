@@ -3,7 +3,6 @@
  * without one. Same shape as Docker's `default-address-pools`: a base prefix
  * split into subnets of `size`.
  */
-import { randomBytes } from "node:crypto";
 import { invalid } from "../errors.ts";
 import { type Family, IP, Prefix } from "../net/index.ts";
 
@@ -42,7 +41,7 @@ export function parseDefaultPools(specs: readonly DefaultPoolSpec[], field = "de
 export const ULA_GLOBAL_ID_BITS = 40n;
 
 export function randomUlaGlobalId(): bigint {
-  return BigInt(`0x${randomBytes(5).toString("hex")}`);
+  return BigInt(`0x${Buffer.from(crypto.getRandomValues(new Uint8Array(5))).toString("hex")}`);
 }
 
 /** The RFC 4193 ULA /48 fdXX:XXXX:XXXX::/48 for a 40-bit global id, split into /64s. */
