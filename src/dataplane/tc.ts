@@ -7,7 +7,7 @@
  * (null = the process's own), like the rest of the dataplane.
  */
 import { systemError } from "../errors.ts";
-import { validateIfName } from "../net/index.ts";
+import { type MAC, validateIfName } from "../net/index.ts";
 import type { Dataplane } from "./dataplane.ts";
 
 /** Token bucket: rate in bits/s, burst in bytes, latency in ms (tc computes the queue limit from it). */
@@ -45,16 +45,90 @@ async function tc(dp: Dataplane, ns: string | null, args: string[]): Promise<voi
   if (r.exitCode !== 0) throw systemError("tc", `tc ${args.join(" ")}${ns ? ` (netns ${ns})` : ""}: ${r.stderr.trim()}`);
 }
 
-/** Replaces the root qdisc of `dev` with a token bucket filter. */
-export async function setRootTbf(dp: Dataplane, ns: string | null, dev: string, spec: TbfSpec): Promise<void> {
+function rootTbfArgs(dev: string, spec: TbfSpec): string[] {
   validateIfName(dev);
   if (!(spec.rateBits > 0) || !(spec.burstBytes > 0)) throw new RangeError("tbf rate and burst must be positive");
-  await tc(dp, ns, [
+  return [
     "qdisc", "replace", "dev", dev, "root", "handle", "1:", "tbf",
     "rate", `${Math.round(spec.rateBits)}bit`,
     "burst", `${Math.round(spec.burstBytes)}b`,
     "latency", `${spec.latencyMs ?? 25}ms`,
-  ]);
+  ];
+}
+
+/** Replaces the root qdisc of `dev` with a token bucket filter. */
+export async function setRootTbf(dp: Dataplane, ns: string | null, dev: string, spec: TbfSpec): Promise<void> {
+  await tc(dp, ns, rootTbfArgs(dev, spec));
+}
+
+function ingressRedirectLines(dev: string, ifb: string): string[] {
+  return [
+    `qdisc add dev ${dev} handle ffff: ingress`,
+    `filter add dev ${dev} parent ffff: protocol all prio 1 u32 match u32 0 0 action mirred egress redirect dev ${ifb}`,
+  ];
+}
+
+export interface ShapeSpec {
+  /** The host end of the container's veth. */
+  dev: string;
+  /** Shapes traffic into the container (root tbf on `dev`). */
+  ingress?: TbfSpec;
+  /** Shapes traffic from the container: `dev`'s ingress redirected to a new ifb with this tbf. */
+  egress?: { ifb: string; alias: string; mac: MAC; mtu?: number; tbf: TbfSpec };
+}
+
+/**
+ * Sets up a fresh attachment's shaping in two processes (one `ip -batch`, one
+ * `tc -batch`) instead of one per object. Returns false, having changed nothing,
+ * when the ifb already exists (a repeated ADD: the caller replaces step by step);
+ * on any other failure what was made is removed again before throwing.
+ */
+export async function shapeNew(dp: Dataplane, ns: string | null, s: ShapeSpec): Promise<boolean> {
+  validateIfName(s.dev);
+  const e = s.egress;
+  if (e) {
+    validateIfName(e.ifb);
+    if (e.alias.length > 255 || /[\n"]/.test(e.alias)) throw new RangeError(`invalid link alias ${JSON.stringify(e.alias)}`);
+    const made = await dp.exec(ns, ["ip", "-batch", "-"], {
+      stdin: `link add name ${e.ifb} address ${e.mac}${e.mtu ? ` mtu ${e.mtu}` : ""} type ifb\nlink set dev ${e.ifb} alias "${e.alias}" up\n`,
+      allowFailure: true,
+    });
+    if (made.exitCode !== 0) {
+      if (/File exists/.test(made.stderr) && /-:1\b/.test(made.stderr)) return false;
+      await dp.deleteLinks(ns, [e.ifb]);
+      throw systemError("ifb", `cannot set up ifb device ${e.ifb}: ${made.stderr.trim()}`);
+    }
+  }
+  const lines: string[] = [];
+  if (s.ingress) lines.push(rootTbfArgs(s.dev, s.ingress).join(" "));
+  if (e) lines.push(rootTbfArgs(e.ifb, e.tbf).join(" "), ...ingressRedirectLines(s.dev, e.ifb));
+  if (lines.length === 0) return true;
+  const r = await dp.exec(ns, ["tc", "-batch", "-"], { stdin: `${lines.join("\n")}\n`, allowFailure: true });
+  if (r.exitCode !== 0) {
+    await clearIngress(dp, ns, s.dev).catch(() => undefined);
+    if (s.ingress) await clearRootQdisc(dp, ns, s.dev).catch(() => undefined);
+    if (e) await dp.deleteLinks(ns, [e.ifb]);
+    throw systemError("tc", `tc shaping on ${s.dev}${ns ? ` (netns ${ns})` : ""}: ${r.stderr.replace(/Command failed -:\d+\s*/, "").trim()}`);
+  }
+  return true;
+}
+
+/** Name, kind and MTU of each of `names` that exists in `ns`, in one `ip -batch` (missing ones left out). */
+export async function linksNamed(dp: Dataplane, ns: string | null, names: readonly string[]): Promise<{ name: string; kind?: string; mtu: number }[]> {
+  if (names.length === 0) return [];
+  for (const n of names) validateIfName(n);
+  const r = await dp.exec(ns, ["ip", "-j", "-d", "-force", "-batch", "-"], {
+    stdin: `${names.map((n) => `link show dev ${n}`).join("\n")}\n`,
+    allowFailure: true,
+  });
+  const out: { name: string; kind?: string; mtu: number }[] = [];
+  for (const line of r.stdout.split("\n")) {
+    if (!line.trim().startsWith("[")) continue;
+    for (const l of JSON.parse(line) as { ifname: string; mtu: number; linkinfo?: { info_kind?: string } }[]) {
+      out.push({ name: l.ifname, mtu: l.mtu, ...(l.linkinfo?.info_kind ? { kind: l.linkinfo.info_kind } : {}) });
+    }
+  }
+  return out;
 }
 
 /** Removes the root qdisc of `dev` (back to the default); a missing device or qdisc is success. */
@@ -68,10 +142,7 @@ export async function redirectIngress(dp: Dataplane, ns: string | null, dev: str
   validateIfName(dev);
   validateIfName(ifb);
   await clearIngress(dp, ns, dev);
-  const script = [
-    `qdisc add dev ${dev} handle ffff: ingress`,
-    `filter add dev ${dev} parent ffff: protocol all prio 1 u32 match u32 0 0 action mirred egress redirect dev ${ifb}`,
-  ];
+  const script = ingressRedirectLines(dev, ifb);
   const r = await dp.exec(ns, ["tc", "-batch", "-"], { stdin: `${script.join("\n")}\n`, allowFailure: true });
   if (r.exitCode !== 0) throw systemError("tc", `tc ingress redirect ${dev} -> ${ifb}${ns ? ` (netns ${ns})` : ""}: ${r.stderr.trim()}`);
 }

@@ -21,11 +21,14 @@ import {
   ingressRedirectTarget,
   linkNameByIndex,
   linksByAlias,
+  linksNamed,
   peerIndex,
   qdiscs,
   redirectIngress,
   setRootTbf,
+  shapeNew,
 } from "../../dataplane/tc.ts";
+import { MAC } from "../../net/index.ts";
 import { networkTagPrefix, optUint, requirePrev, shortHash, tagOf, validTags } from "../chained.ts";
 import { CNI_ERR, cniError } from "../errors.ts";
 import { type CniEnv, type CniPlugin, prevResultOf } from "../skel.ts";
@@ -87,6 +90,34 @@ async function hostVeth(netns: string, ifname: string): Promise<string | undefin
   return idx === undefined ? undefined : linkNameByIndex(dp, null, idx);
 }
 
+/** The host end of the veth in prevResult (an interface outside the sandbox that is a veth), read in one process. */
+async function vethOf(prev: CniResult): Promise<{ name: string; mtu: number } | undefined> {
+  const outside = prev.interfaces.filter((i) => !i.sandbox).map((i) => i.name);
+  const veths = (await linksNamed(dp, null, outside)).filter((l) => l.kind === "veth");
+  return veths.length === 1 ? veths[0] : undefined;
+}
+
+/**
+ * ADD of a fresh attachment in three processes (find the veth, one `ip -batch`,
+ * one `tc -batch`) instead of ten; false when it does not apply (no veth in
+ * prevResult, or the ifb exists from an earlier ADD), and the step-by-step path runs.
+ */
+async function addFast(prev: CniResult, bw: BandwidthLimits, tag: string, result: CniResult): Promise<boolean> {
+  const host = await vethOf(prev);
+  if (!host) return false;
+  const ifb = ifbName(tag);
+  const mac = MAC.random();
+  const done = await shapeNew(dp, null, {
+    dev: host.name,
+    ...(bw.ingressRate > 0 ? { ingress: { rateBits: bw.ingressRate, burstBytes: Math.floor(bw.ingressBurst / 8) } } : {}),
+    ...(bw.egressRate > 0
+      ? { egress: { ifb, alias: `${ALIAS}${tag}`, mac, mtu: host.mtu, tbf: { rateBits: bw.egressRate, burstBytes: Math.floor(bw.egressBurst / 8) } } }
+      : {}),
+  });
+  if (done && bw.egressRate > 0) result.interfaces.push({ name: ifb, mac });
+  return done;
+}
+
 function close(actualBytes: number | undefined, wantBits: number): boolean {
   if (actualBytes === undefined) return false;
   const want = wantBits / 8;
@@ -98,12 +129,13 @@ export const plugin: CniPlugin = {
     const prev = requirePrev(conf, "bandwidth");
     const bw = parseBandwidth(conf);
     if (bw.ingressRate === 0 && bw.egressRate === 0) return prev;
+    const tag = tagOf(conf, env);
+    const result: CniResult = { ...prev, interfaces: [...prev.interfaces] };
+    if (await addFast(prev, bw, tag, result)) return result;
     const host = await hostVeth(env.netns, env.ifname);
     if (!host) {
       throw cniError(CNI_ERR.invalidConfig, `bandwidth: cannot find the host end of ${env.ifname} in ${env.netns} (the plugin needs a veth, e.g. from bridge or ptp)`);
     }
-    const tag = tagOf(conf, env);
-    const result: CniResult = { ...prev, interfaces: [...prev.interfaces] };
     if (bw.ingressRate > 0) await setRootTbf(dp, null, host, { rateBits: bw.ingressRate, burstBytes: Math.floor(bw.ingressBurst / 8) });
     if (bw.egressRate > 0) {
       const ifb = ifbName(tag);
@@ -119,7 +151,8 @@ export const plugin: CniPlugin = {
 
   async del(conf: NetConf, env: CniEnv): Promise<void> {
     const tag = tagOf(conf, env);
-    const host = await hostVeth(env.netns, env.ifname).catch(() => undefined);
+    const prev = prevResultOf(conf);
+    const host = (prev && (await vethOf(prev))?.name) ?? (await hostVeth(env.netns, env.ifname).catch(() => undefined));
     if (host) {
       await clearIngress(dp, null, host);
       await clearRootQdisc(dp, null, host);
