@@ -61,6 +61,12 @@ export interface NetworkRecord {
    * only that manager may remove it, and prune leaves it alone.
    */
   managedBy?: string;
+  /**
+   * Set while a multi-step create or delete is in flight ("create"/"delete"):
+   * a network still marked at daemon start was interrupted by a crash and is
+   * removed by recovery (src/controller/recovery.ts).
+   */
+  pending?: "create" | "delete";
 }
 
 export interface StoredPortMapping {
@@ -90,6 +96,14 @@ export interface EndpointRecord {
    * namespace path while joined.
    */
   external?: { sandboxKey?: string };
+  /** Set while connect/disconnect is in flight; recovery removes an endpoint still marked at start. */
+  pending?: "connect" | "disconnect";
+  /**
+   * Multi-host stores (etcd): the host the endpoint lives on, set for endpoints
+   * of global-scope networks, which every host sees. Only that host programs
+   * its kernel objects; the others program forwarding (FDB/neighbours) to it.
+   */
+  host?: string;
 }
 
 export interface ContainerLimits {
@@ -110,6 +124,8 @@ export interface ContainerRecord {
   command: string[];
   pid?: number;
   state: "created" | "running" | "exited";
+  /** Set while `rm` tears the container down; recovery finishes the removal at start. */
+  pending?: "remove";
   exitCode?: number;
   cgroup?: string;
   limits: ContainerLimits;
@@ -207,6 +223,12 @@ export interface Store {
   readonly containers: ContainerTable;
   readonly allocations: AllocationTable;
   readonly meta: MetaTable;
+  /**
+   * Multi-host stores: the name of the host this view belongs to (its local
+   * networks and containers; global networks are shared). Undefined for the
+   * single-host SQLite store.
+   */
+  readonly host?: string;
   transaction<T>(fn: (tx: Store) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
