@@ -88,8 +88,10 @@ export async function networkJson(ctl: Controller, n: NetworkRecord, withContain
       const c = await ctl.store.containers.get(ep.containerId);
       const v4 = ep.addresses.find((a) => a.ip.family === 4);
       const v6 = ep.addresses.find((a) => a.ip.family === 6);
+      // endpoints of other hosts (overlay) have no local container record: their first alias is the container's name
+      const remote = ep.host !== undefined && ep.host !== ctl.store.host;
       containers[ep.containerId] = {
-        Name: c?.name ?? ep.containerId.slice(0, 12),
+        Name: c?.name ?? (remote ? ep.aliases[0] : undefined) ?? ep.containerId.slice(0, 12),
         EndpointID: ep.id,
         MacAddress: ep.mac.toString(),
         IPv4Address: v4 ? v4.toString() : "",

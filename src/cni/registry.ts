@@ -18,6 +18,7 @@ const PLUGINS: Record<string, Loader> = {
   portmap: () => import("./plugins/portmap.ts").then((m) => m.plugin),
   bandwidth: () => import("./plugins/bandwidth.ts").then((m) => m.plugin),
   firewall: () => import("./plugins/firewall.ts").then((m) => m.plugin),
+  overlay: () => import("./plugins/overlay.ts").then((m) => m.plugin),
 };
 
 export const PLUGIN_NAMES = Object.keys(PLUGINS);

@@ -106,6 +106,29 @@ export class IpBatch {
     return this.push(`link add link ${parent} name ${name} type vlan id ${id}`);
   }
 
+  /**
+   * A VXLAN device (overlay networks): `vni` on UDP `dstport`, from `local` over
+   * the underlay device `dev`. No learning: forwarding entries are programmed
+   * (see VxlanOps); with `proxy` the device answers ARP/ND from its neighbour table.
+   */
+  addVxlan(name: string, o: { vni: number; local: IP; dev: string; dstport: number; mtu?: number; proxy?: boolean }): this {
+    validateIfName(name);
+    validateIfName(o.dev, "underlay device");
+    if (!Number.isInteger(o.vni) || o.vni < 1 || o.vni > 0xffffff) throw new RangeError(`VNI ${o.vni} is not in 1-16777215`);
+    const mtu = o.mtu ? ` mtu ${o.mtu}` : "";
+    const proxy = o.proxy ? " proxy" : "";
+    return this.push(`link add name ${name}${mtu} type vxlan id ${o.vni} dstport ${o.dstport} local ${o.local} dev ${o.dev} nolearning${proxy}`);
+  }
+
+  /** A permanent neighbour entry (IP -> MAC) on `dev`, replacing any other for the address. */
+  replaceNeighbour(dev: string, ip: IP, mac: MAC): this {
+    return this.push(`neigh replace ${ip} lladdr ${mac} dev ${dev} nud permanent`);
+  }
+
+  deleteNeighbour(dev: string, ip: IP): this {
+    return this.push(`neigh del ${ip} dev ${dev}`);
+  }
+
   /** A dummy device (a parent that leads nowhere: isolated macvlan/ipvlan networks). */
   addDummy(name: string): this {
     validateIfName(name);

@@ -93,3 +93,16 @@ export interface ExternalSandboxes {
 export function supportsExternalSandboxes(d: Driver): d is Driver & ExternalSandboxes {
   return typeof (d as Partial<ExternalSandboxes>).containerLink === "function";
 }
+
+/**
+ * Optional capability: the driver's endpoints have no way out of their network
+ * by themselves (overlay); the controller also attaches their container to the
+ * host's gateway bridge (src/controller/gateway-bridge.ts) when this says so.
+ */
+export interface GatewayBridged {
+  needsGatewayBridge(net: NetworkRecord): boolean;
+}
+
+export function isGatewayBridged(d: Driver): d is Driver & GatewayBridged {
+  return typeof (d as Partial<GatewayBridged>).needsGatewayBridge === "function";
+}

@@ -19,12 +19,19 @@ export interface TestDaemon {
   stop(): Promise<void>;
 }
 
-export async function startDaemon(sb: Sandbox, extra: string[] = []): Promise<TestDaemon> {
+export interface StartDaemonOptions {
+  /** Runs berthd under this command (e.g. nsenter --net=... so that it reaches addresses inside the sandbox). */
+  argvPrefix?: string[];
+  /** Re-use a previous daemon's container netns prefix (and so cgroup parent): a restart of the same host. */
+  netnsPrefix?: string;
+}
+
+export async function startDaemon(sb: Sandbox, extra: string[] = [], o: StartDaemonOptions = {}): Promise<TestDaemon> {
   const socket = join(sb.stateDir, "berth.sock");
-  const netnsPrefix = uniqueName("d");
+  const netnsPrefix = o.netnsPrefix ?? uniqueName("d");
   const cgroupParent = `${RUN_PREFIX}dcg${netnsPrefix.slice(-2)}`;
   const proc = Bun.spawn(
-    [process.execPath, MAIN, "berthd", "--socket", socket, "--state-dir", join(sb.stateDir, "state"), "--host-netns", sb.host,
+    [...(o.argvPrefix ?? []), process.execPath, MAIN, "berthd", "--socket", socket, "--state-dir", join(sb.stateDir, "state"), "--host-netns", sb.host,
       "--netns-prefix", netnsPrefix, "--cgroup-parent", cgroupParent, "--default-pool", "10.124.0.0/16:24",
       // no Docker plugin socket unless asked for: the default path is the real /run/docker/plugins
       ...(extra.includes("--plugin-socket") ? [] : ["--plugin-socket", ""]),
