@@ -19,9 +19,9 @@ describe("berthd + berth CLI", () => {
     await sb.cleanup();
   });
 
-  test("the API socket is root-only (0660, owned by root)", () => {
+  test("the API socket is root-only (0600, owned by root)", () => {
     const st = statSync(d.socket);
-    expect(st.mode & 0o777).toBe(0o660);
+    expect(st.mode & 0o777).toBe(0o600);
     expect(st.uid).toBe(0);
   });
 

@@ -17,7 +17,11 @@
  *  4. ip forwarding (isGateway) and the masquerade element (ipMasq).
  * DEL: IPAM DEL, the container link (the peer goes with it), the masquerade user;
  * succeeds when the namespace or anything else is already gone.
+ * Crash points (BERTH_FAULT, src/controller/faults.ts): cni.bridge.add:after-veth-ipam,
+ * :after-bridge, :after-configure; cni.bridge.del:before-masq. A plugin killed at any of
+ * them is cleaned up by the runtime's DEL (test/netns/crash.test.ts).
  */
+import { crashPoint } from "../../controller/faults.ts";
 import { Dataplane, type LinkInfo } from "../../dataplane/dataplane.ts";
 import { IPNet, MAC, Prefix } from "../../net/index.ts";
 import { delegateIpam } from "../delegate.ts";
@@ -175,6 +179,7 @@ export const plugin: CniPlugin = {
           await masqDel(dp, tag);
         });
       }
+      crashPoint("cni.bridge.add:after-veth-ipam");
       if (veth.status === "rejected") throw veth.reason;
       if (probe.status === "rejected") throw probe.reason;
       if (ipamRes.status === "rejected") throw ipamRes.reason;
@@ -223,6 +228,7 @@ export const plugin: CniPlugin = {
         const created = await ensureBridge(dp, c, brMac ?? MAC.random());
         if (created) undo.push(() => deleteBridgeIfUnused(dp, c.bridge));
       }
+      crashPoint("cni.bridge.add:after-bridge");
       const host = dp.batch(null).setUp(c.bridge);
       if (c.promiscMode) host.setPromisc(c.bridge, true);
       for (const a of stale) host.deleteAddress(c.bridge, a);
@@ -238,6 +244,7 @@ export const plugin: CniPlugin = {
       // host links, container links and the (already running) masquerade element are independent: one round
       const applied = await Promise.allSettled([dp.apply(host), dp.apply(cont), masqP]);
       for (const a of applied) if (a.status === "rejected") throw a.reason;
+      crashPoint("cni.bridge.add:after-configure");
       return r;
     });
   },
@@ -247,6 +254,7 @@ export const plugin: CniPlugin = {
     const dp = new Dataplane();
     await delInterface(dp, conf, env, "bridge", [
       async () => {
+        crashPoint("cni.bridge.del:before-masq");
         if (c.ipMasq) await masqDel(dp, tagOf(conf, env));
       },
     ]);

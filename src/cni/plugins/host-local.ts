@@ -13,6 +13,7 @@
  */
 import { existsSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { crashPoint } from "../../controller/faults.ts";
 import { BerthError } from "../../errors.ts";
 import { Ipam } from "../../ipam/ipam.ts";
 import { IP, Prefix } from "../../net/index.ts";
@@ -290,8 +291,10 @@ export const plugin: CniPlugin = {
             throw e; // busy store -> try again later, system errors -> internal (toCniError)
           }
         }
+        crashPoint("cni.host-local.add:before-commit");
       }),
     );
+    crashPoint("cni.host-local.add:after-commit");
     r.routes = c.routes;
     r.dns = dns;
     return r;
@@ -307,6 +310,7 @@ export const plugin: CniPlugin = {
         for (const ifname of keys) await tx.allocations.delete({ networkId: c.name, containerId: env.containerId, ifname });
       }),
     );
+    crashPoint("cni.host-local.del:after-commit");
   },
 
   async check(conf: NetConf, env: CniEnv): Promise<void> {
