@@ -10,6 +10,11 @@ import { PLUGIN_NAMES } from "./cni/registry.ts";
 async function main(): Promise<number> {
   const argv = process.argv.slice(2);
   const name = basename(process.argv0);
+  // the portmap plugin's [::1] forwarder (started by the plugin under whatever name it runs)
+  if (argv[0] === "portmap-forwarder") {
+    const { forwarderMain } = await import("./cni/plugins/portmap-forwarder.ts");
+    return forwarderMain(argv.slice(1));
+  }
   if (name === "berthd" || argv[0] === "berthd") {
     const { berthdMain } = await import("./daemon/main.ts");
     return berthdMain(name === "berthd" ? argv : argv.slice(1));

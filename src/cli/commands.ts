@@ -8,7 +8,7 @@ import { invalid } from "../errors.ts";
 import type { Client } from "./client.ts";
 import { inCgroupArgv } from "../dataplane/cgroup.ts";
 import { parseRate } from "../runtime/bandwidth.ts";
-import { parseKeyValues, parseNumber, parseSize } from "./parse.ts";
+import { parseKeyValues, parseNumber, parseSize, takeBoolFlags } from "./parse.ts";
 
 type Json = Record<string, unknown>;
 export type Out = (line: string) => void;
@@ -82,8 +82,10 @@ export async function networkCommand(c: Client, argv: string[], out: Out): Promi
 }
 
 async function networkCreate(c: Client, argv: string[], out: Out): Promise<number> {
+  // --ipv4=false (IPv6-only) and --ipv6[=bool], as docker network create takes them
+  const { rest, flags } = takeBoolFlags(argv, ["ipv4", "ipv6"]);
   const { values, positionals } = parseArgs({
-    args: argv,
+    args: rest,
     allowPositionals: true,
     options: {
       driver: { type: "string", short: "d" },
@@ -92,7 +94,6 @@ async function networkCreate(c: Client, argv: string[], out: Out): Promise<numbe
       gateway: { type: "string", multiple: true },
       "aux-address": { type: "string", multiple: true },
       internal: { type: "boolean" },
-      ipv6: { type: "boolean" },
       label: { type: "string", multiple: true },
       opt: { type: "string", short: "o", multiple: true },
       attachable: { type: "boolean" },
@@ -116,7 +117,8 @@ async function networkCreate(c: Client, argv: string[], out: Out): Promise<numbe
     Name: positionals[0],
     Driver: values.driver ?? "bridge",
     Internal: values.internal ?? false,
-    EnableIPv6: values.ipv6 ?? false,
+    EnableIPv6: flags.ipv6 ?? false,
+    ...(flags.ipv4 === false ? { EnableIPv4: false } : {}),
     Attachable: values.attachable ?? false,
     Labels: parseKeyValues(values.label, "label"),
     Options: parseKeyValues(values.opt, "opt"),

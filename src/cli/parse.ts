@@ -25,3 +25,26 @@ export function parseNumber(s: string, field: string): number {
   if (s.trim() === "" || !Number.isFinite(n)) throw invalid("bad-number", `--${field} ${JSON.stringify(s)} is not a number`, field);
   return n;
 }
+
+/**
+ * Docker-style boolean flags that also take a value (`--ipv6`, `--ipv4=false`):
+ * removes them from argv (node's parseArgs refuses a value on a boolean) and
+ * returns their values.
+ */
+export function takeBoolFlags(argv: readonly string[], names: readonly string[]): { rest: string[]; flags: Record<string, boolean> } {
+  const rest: string[] = [];
+  const flags: Record<string, boolean> = {};
+  for (const a of argv) {
+    const m = /^--([\w-]+)(?:=(.*))?$/.exec(a);
+    const name = m?.[1];
+    if (!m || name === undefined || !names.includes(name)) {
+      rest.push(a);
+      continue;
+    }
+    const v = m[2];
+    if (v === undefined || v === "true" || v === "1") flags[name] = true;
+    else if (v === "false" || v === "0") flags[name] = false;
+    else throw invalid("bad-flag", `--${name}=${JSON.stringify(v)}: the value must be true or false`, name);
+  }
+  return { rest, flags };
+}

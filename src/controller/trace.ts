@@ -4,6 +4,7 @@
  * and why, step by step. SRC and DST are container names/ids or IP addresses
  * (an address that is neither a container's nor the host's is "outside").
  */
+import { parseBridgeOptions } from "../drivers/bridge/options.ts";
 import { invalid } from "../errors.ts";
 import { IP, type Protocol } from "../net/index.ts";
 import type { ContainerRecord, EndpointRecord, NetworkRecord } from "../store/types.ts";
@@ -53,6 +54,10 @@ export async function trace(ctl: Controller, src: string, dst: string, port: num
   if (d.kind === "address" && (await isHostAddress(ctl, d.ip))) {
     const hit = await publishedTo(ctl, d.ip, port, protocol);
     if (!hit) return done("dropped", `no container publishes ${d.ip}:${port}/${protocol}; the host itself would answer if something listens there`);
+    if (d.ip.family === 6 && d.ip.isLoopback()) {
+      steps.push({ at: "berthd [::1] forwarder", note: `userland relay [::1]:${port}/${protocol} -> [${hit.addr}]:${hit.port} (the kernel cannot DNAT IPv6 loopback traffic); the container sees the gateway as client` });
+      return done("allowed", `published port reaches ${hit.c.name} on ${hit.attached[0]!.net.name} through berthd's forwarder`);
+    }
     steps.push({ at: "nat prerouting/output", note: `ports${d.ip.family} map: ${d.ip}:${port}/${protocol} -> ${hit.addr}:${hit.port} (DNAT, client source kept)` });
     steps.push({ at: "forward", note: "ct status dnat accept: published traffic may enter the bridge" });
     return done("allowed", `published port reaches ${hit.c.name} on ${hit.attached[0]!.net.name}`);
@@ -102,18 +107,37 @@ export async function trace(ctl: Controller, src: string, dst: string, port: num
     }
     steps.push({ at: `${s.c.name}`, note: `default route via ${out.ep.gateways[0]} on ${out.net.name}` });
     steps.push({ at: "inet berth forward", note: "leaving a bridge for a non-Berth interface is not filtered" });
-    const masq = (out.net.options["com.docker.network.bridge.enable_ip_masquerade"] ?? "true") !== "false";
-    steps.push({ at: "inet berth postrouting", note: masq ? "ip saddr @nat4 oifname != @bridges masquerade: source becomes the host's address" : "masquerade disabled: the container address leaves unchanged" });
+    const fam = target.ip.family;
+    const masq = (out.net.options["com.docker.network.bridge.enable_ip_masquerade"] ?? "true") !== "false" && !routedFor(out.net, fam);
+    steps.push({
+      at: "inet berth postrouting",
+      note: masq
+        ? `${fam === 4 ? "ip" : "ip6"} saddr @nat${fam} oifname != @bridges masquerade: source becomes the host's address`
+        : `no masquerade (${routedFor(out.net, fam) ? `routed gateway mode for IPv${fam}` : "disabled"}): the container address leaves unchanged`,
+    });
     return done("allowed", `outbound through ${out.net.name}${masq ? " with masquerade" : ""}`);
   }
 
   if (s.kind === "address" && target.kind === "container") {
     if (dstIsHost) return done("allowed", `${target.c.name} uses the host's stack: whatever listens on the host answers`);
+    const fam = s.ip.family;
+    const open = target.attached.find(
+      (x) => routedFor(x.net, fam) && x.ep.ports.some((p) => p.containerPort === port && p.protocol === protocol && (!p.hostIP || p.hostIP.family === fam)),
+    );
+    if (open) {
+      steps.push({ at: "inet berth forward", note: `${fam === 4 ? "ip" : "ip6"} daddr . meta l4proto . th dport @open${fam} accept: ${open.net.name} is in routed gateway mode and publishes ${port}/${protocol}` });
+      return done("allowed", `${target.c.name} publishes ${port}/${protocol} on routed network ${open.net.name}: reachable at its own address (no NAT)`);
+    }
     const a = target.attached[0];
     steps.push({ at: "inet berth forward", note: "oifname @bridges drop: only published (DNATed) or reply traffic enters a bridge from outside" });
     return done("dropped", `${target.c.name} is not reachable at its own address${a ? ` on ${a.net.name}` : ""} from outside; publish a port instead`);
   }
   return done("allowed", "neither side is a Berth container: Berth does not filter this traffic");
+}
+
+/** Whether a bridge network runs the family in routed gateway mode (no NAT). */
+function routedFor(net: NetworkRecord, fam: 4 | 6): boolean {
+  return net.driver === "bridge" && !net.internal && parseBridgeOptions(net.options, net.id).gatewayMode[fam] === "routed";
 }
 
 async function resolve(ctl: Controller, ref: string, field: string): Promise<Party> {
@@ -148,7 +172,10 @@ async function publishedTo(ctl: Controller, hostIP: IP, port: number, protocol: 
     for (const a of attached) {
       for (const p of a.ep.ports) {
         if (p.hostPort !== port || p.protocol !== protocol) continue;
-        if (p.hostIP && !p.hostIP.equals(hostIP)) continue;
+        if (p.hostIP && !p.hostIP.isUnspecified() && !p.hostIP.equals(hostIP)) continue;
+        if (p.hostIP && p.hostIP.family !== hostIP.family) continue;
+        // routed mode publishes the container port itself, not a host port
+        if (routedFor(a.net, hostIP.family)) continue;
         const addr = a.ep.addresses.find((x) => x.ip.family === hostIP.family)?.ip;
         if (addr) return { c, attached: [a], addr, port: p.containerPort };
       }

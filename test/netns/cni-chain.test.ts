@@ -231,13 +231,30 @@ for (const s of SUITES) {
         expect(JSON.stringify(elems[0])).toContain(cip4);
       });
 
-      test("[::1] publishing is refused with a clear code-2 error (no route_localnet for IPv6)", () => {
-        const r = cni(["add", "chain", c2, "--container-id", "ctr-v6lo", "--cap-args", caps([{ hostPort: 8086, containerPort: 80, protocol: "tcp", hostIP: "::1" }], false)]);
-        expect(r.code).not.toBe(0);
-        expect(r.err).toContain('hostIP "::1" is not supported');
-        expect(r.err).toContain("[CNI error 2]");
-        // the failed ADD was rolled back: nothing of ctr-v6lo is left, c2 has no eth0
-        expect(ipJson<{ ifname: string }[]>(c2, "link", "show").map((l) => l.ifname)).toEqual(["lo"]);
+      test("[::1] publishing works through a userland forwarder (no route_localnet for IPv6); DEL stops it", async () => {
+        const lo = caps([{ hostPort: 8086, containerPort: 80, protocol: "tcp", hostIP: "::1" }], false);
+        const r = cni(["add", "chain", c2, "--container-id", "ctr-v6lo", "--cap-args", lo]);
+        expect(r.err).toBe("");
+        const gw6 = `${s.subnet6}::1`;
+        const srv = await startEchoServer(sb, c2, "::", 80);
+        try {
+          // the forwarder connects from the host: the container sees the bridge's gateway address
+          expect(tcpRoundTrip(sb.host, "::1", 8086, "lo6")).toBe(`echo:lo6 from:${gw6}`);
+          expect(cni(["check", "chain", c2, "--container-id", "ctr-v6lo", "--cap-args", lo]).code).toBe(0);
+          // [::1]:8086 is taken: another attachment's ADD fails and is rolled back
+          const c4 = sb.netns("c4");
+          const dup = cni(["add", "chain", c4, "--container-id", "ctr-v6dup", "--cap-args", lo]);
+          expect(dup.code).not.toBe(0);
+          expect(dup.err).toContain("[::1]:8086/tcp");
+          expect(ipJson<{ ifname: string }[]>(c4, "link", "show").map((l) => l.ifname)).toEqual(["lo"]);
+          // no kernel DNAT for [::1]: nothing of it in the map
+          expect(JSON.stringify(nftJson(sb.host, "list", "map", "inet", "berth-portmap", "dnat6"))).not.toContain("8086");
+          expect(cni(["del", "chain", c2, "--container-id", "ctr-v6lo"]).err).toBe("");
+          expect(tcpRoundTrip(sb.host, "::1", 8086, "gone", 800)).toBeUndefined();
+          expect(ipJson<{ ifname: string }[]>(c2, "link", "show").map((l) => l.ifname)).toEqual(["lo"]);
+        } finally {
+          await srv.stop();
+        }
       });
 
       test("conditionsV4 limit who gets DNATed; same-bridge isolates the two networks; DEL drops the condition chain", async () => {

@@ -71,6 +71,24 @@ const SCENARIOS: Scenario[] = [
     probes: ["ping 10.67.0.51", "ping 10.67.0.1"],
   },
   {
+    // IPv6 ranges of host-local (a v4 and a v6 range set, rangeStart in v6), gateways on the bridge
+    name: "bridge + host-local, dual-stack ranges, isGateway",
+    conf: (dataDir) => ({
+      cniVersion: "1.0.0",
+      name: "dnet6",
+      type: "bridge",
+      bridge: "br-d6",
+      isGateway: true,
+      ipam: {
+        type: "host-local",
+        dataDir,
+        ranges: [[{ subnet: "10.71.0.0/24" }], [{ subnet: "fd71::/64", rangeStart: "fd71::100", rangeEnd: "fd71::1ff" }]],
+        routes: [{ dst: "0.0.0.0/0" }, { dst: "::/0" }],
+      },
+    }),
+    probes: ["ping 10.71.0.3", "ping fd71::101", "ping fd71::1"],
+  },
+  {
     name: "ptp + host-local, ipMasq",
     conf: (dataDir) => ({
       cniVersion: "1.0.0",

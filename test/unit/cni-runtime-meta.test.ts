@@ -9,7 +9,7 @@ import { ownerTag, validTags } from "../../src/cni/chained.ts";
 import { CniError } from "../../src/cni/errors.ts";
 import { ifbName, parseBandwidth } from "../../src/cni/plugins/bandwidth.ts";
 import { parseFirewallConf } from "../../src/cni/plugins/firewall.ts";
-import { condChain, parsePortmapConf, planElements, translateConditions } from "../../src/cni/plugins/portmap.ts";
+import { condChain, loopbackForwards, parsePortmapConf, planElements, translateConditions } from "../../src/cni/plugins/portmap.ts";
 import type { NetConf } from "../../src/cni/types.ts";
 import { IP } from "../../src/net/index.ts";
 import { assertRootUntouched } from "../harness/sandbox.ts";
@@ -43,12 +43,26 @@ describe("portmap", () => {
   });
 
   test("what cannot be done is refused with code 2, naming the field", () => {
-    expect(code(() => pm([{ hostPort: 1, containerPort: 1, hostIP: "::1" }]))).toBe(2);
     expect(code(() => pm([], { externalSetMarkChain: "KUBE-MARK-MASQ" }))).toBe(2);
     expect(code(() => pm([], { conditionsV4: ["-m", "set", "--match-set", "x", "src"] }))).toBe(2);
     expect(code(() => pm([], { externalSetMarkChain: "X", markMasqBit: 13 }))).toBe(7);
     expect(code(() => pm([], { markMasqBit: 32 }))).toBe(7);
     expect(code(() => pm([], { snat: "yes" }))).toBe(7);
+  });
+
+  test("[::1] mappings go to the userland forwarder, never into the DNAT maps", () => {
+    const c = pm([{ hostPort: 8086, containerPort: 80, hostIP: "::1" }, { hostPort: 8087, containerPort: 81 }]);
+    const ips = { v4: IP.parse("10.0.0.2"), v6: IP.parse("fd00::2") };
+    expect(loopbackForwards(c, ips)).toEqual([{ protocol: "tcp", hostPort: 8086, target: "fd00::2", targetPort: 80 }]);
+    expect(planElements("n1", c, ips).map((e) => `${e.set} ${e.key}`)).toEqual([
+      "dnat4 0.0.0.0/0 . tcp . 8087",
+      "dnat6 ::/0 . tcp . 8087",
+      "hairpin4 10.0.0.2 . 10.0.0.2",
+      "local4 10.0.0.2",
+      "hairpin6 fd00::2 . fd00::2",
+    ]);
+    // an IPv4-only container has nothing to forward on [::1]
+    expect(loopbackForwards(c, { v4: ips.v4 })).toEqual([]);
   });
 
   test("iptables conditions translate to nftables expressions", () => {

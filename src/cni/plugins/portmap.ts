@@ -22,13 +22,17 @@
  *
  * IPv6 loopback: the kernel has no route_localnet for IPv6, so [::1] cannot be
  * DNATed to a container (the reply, un-NATed to ::1, arriving on the bridge is
- * dropped by the input route lookup). Mappings for hostIP ::1 are refused with
- * code 2; mappings without hostIP work on every other IPv6 address.
+ * dropped). Mappings with hostIP ::1 are served by a userland forwarder process
+ * per attachment (portmap-forwarder.ts), started by ADD and stopped by DEL/GC;
+ * the reference plugin cannot publish on [::1] at all. Mappings without hostIP
+ * work on every other IPv6 address (not ::1, which the DNAT rules leave alone).
  */
+import { crashPoint } from "../../controller/faults.ts";
 import { Dataplane } from "../../dataplane/dataplane.ts";
 import { listTableElements, type NftElement, nftComment } from "../../dataplane/nftelem.ts";
 import { routeDev } from "../../dataplane/tc.ts";
 import { IP } from "../../net/index.ts";
+import { type ForwardSpec, forwarderRunning, startForwarder, stopForwarder, stopForwardersExcept } from "./portmap-forwarder.ts";
 import { containerIPs, networkTagPrefix, requirePrev, shortHash, tagOf, validTags } from "../chained.ts";
 import { CNI_ERR, type CniError, cniError } from "../errors.ts";
 import { type CniEnv, type CniPlugin, prevResultOf } from "../skel.ts";
@@ -109,13 +113,6 @@ export function parsePortmapConf(conf: NetConf): PortmapConf {
         const ip = IP.tryParse(m.hostIP);
         if (!ip) throw cniError(CNI_ERR.invalidConfig, `portmap: portMappings[${i}]: invalid hostIP ${JSON.stringify(m.hostIP)}`);
         const u = ip.unmap();
-        if (u.family === 6 && u.isLoopback()) {
-          throw cniError(
-            CNI_ERR.unsupportedField,
-            `portmap: hostIP "::1" is not supported: Linux cannot route DNATed IPv6 loopback traffic to a container (no route_localnet for IPv6); publish on 127.0.0.1 or on a host IPv6 address`,
-            "field: portMappings.hostIP",
-          );
-        }
         // "0.0.0.0" / "::" stay: every local address, but of that family only
         mapping.hostIP = u;
       }
@@ -219,7 +216,7 @@ function baseScript(): string {
     `add rule ${T} published ${l4} ip daddr . meta l4proto . th dport vmap @cond4`,
     `add rule ${T} published ${l4} ip6 daddr . meta l4proto . th dport vmap @cond6`,
     `add rule ${T} published ${l4} dnat ip to ip daddr . meta l4proto . th dport map @dnat4`,
-    `add rule ${T} published ${l4} dnat ip6 to ip6 daddr . meta l4proto . th dport map @dnat6`,
+    `add rule ${T} published ${l4} ip6 daddr != ::1 dnat ip6 to ip6 daddr . meta l4proto . th dport map @dnat6`,
     `add rule ${T} postrouting ct status dnat ip saddr . ip daddr @hairpin4 masquerade`,
     `add rule ${T} postrouting ct status dnat ip6 saddr . ip6 daddr @hairpin6 masquerade`,
     `add rule ${T} postrouting ct status dnat ip saddr 127.0.0.0/8 ip daddr @local4 masquerade`,
@@ -233,7 +230,7 @@ function condScript(network: string, pc: PortmapConf): string {
   const v4 = translateConditions(pc.conditionsV4, 4);
   const v6 = translateConditions(pc.conditionsV6, 6);
   lines.push(`add rule ${T} ${c} ${v4} ${l4} dnat ip to ip daddr . meta l4proto . th dport map @dnat4`);
-  lines.push(`add rule ${T} ${c} ${v6} ${l4} dnat ip6 to ip6 daddr . meta l4proto . th dport map @dnat6`);
+  lines.push(`add rule ${T} ${c} ${v6} ${l4} ip6 daddr != ::1 dnat ip6 to ip6 daddr . meta l4proto . th dport map @dnat6`);
   // conditions not met: no DNAT for this packet
   lines.push(`add rule ${T} ${c} accept`);
   return lines.join("\n");
@@ -251,6 +248,7 @@ export function planElements(network: string, pc: PortmapConf, ips: { v4?: IP; v
   const withCond = (fam: 4 | 6) => (fam === 4 ? pc.conditionsV4 : pc.conditionsV6).length > 0;
   const anyHost: Record<4 | 6, string> = { 4: "0.0.0.0/0", 6: "::/0" };
   for (const m of pc.mappings) {
+    if (isLoopback6(m)) continue; // the userland forwarder's (loopbackForwards)
     for (const fam of [4, 6] as const) {
       const cip = fam === 4 ? ips.v4 : ips.v6;
       if (!cip) continue;
@@ -270,6 +268,17 @@ export function planElements(network: string, pc: PortmapConf, ips: { v4?: IP; v
     if (ips.v6 && fams.has(6)) out.push({ set: "hairpin6", key: `${ips.v6} . ${ips.v6}` });
   }
   return out;
+}
+
+function isLoopback6(m: Mapping): boolean {
+  return m.hostIP !== undefined && m.hostIP.family === 6 && m.hostIP.isLoopback();
+}
+
+/** The [::1] mappings of an attachment, for its forwarder (none without an IPv6 container address). */
+export function loopbackForwards(pc: PortmapConf, ips: { v4?: IP; v6?: IP }): ForwardSpec[] {
+  const v6 = ips.v6;
+  if (!v6) return [];
+  return pc.mappings.filter(isLoopback6).map((m) => ({ protocol: m.protocol, hostPort: m.hostPort, target: v6.toString(), targetPort: m.containerPort }));
 }
 
 /** Lines deleting every element whose comment satisfies `owned`. */
@@ -330,6 +339,10 @@ export const plugin: CniPlugin = {
     const planned = planElements(conf.name, pc, ips);
     const existing = await listTableElements(dp, null, FAMILY, TABLE);
     conflictCheck(existing, planned, tag);
+    // [::1]: a forwarder process (a bind conflict fails the ADD before any rule changes)
+    const loopback = loopbackForwards(pc, ips);
+    if (loopback.length > 0) await startForwarder(tag, env.netns, loopback);
+    else await stopForwarder(tag);
     const lines = [baseScript()];
     if (pc.conditionsV4.length > 0 || pc.conditionsV6.length > 0) lines.push(condScript(conf.name, pc));
     // re-ADD (a retried ADD, podman's reload): replace what this attachment had
@@ -340,11 +353,13 @@ export const plugin: CniPlugin = {
     try {
       await dp.nftApply(null, `${lines.join("\n")}\n`);
     } catch (e) {
+      await stopForwarder(tag);
       if (/File exists|overlap/i.test((e as Error).message)) {
         throw cniError(CNI_ERR.conflict, `portmap: a requested host port is already published: ${(e as Error).message}`);
       }
       throw e;
     }
+    crashPoint("cni.portmap.add:after-elements");
     if (pc.snat && ips.v4 && planned.some((p) => p.set === "local4")) await enableLocalnet(ips.v4);
     return prev;
   },
@@ -353,8 +368,10 @@ export const plugin: CniPlugin = {
     const tag = tagOf(conf, env);
     const existing = await listTableElements(dp, null, FAMILY, TABLE);
     const lines = deleteOwned(existing, (c) => c === tag);
+    crashPoint("cni.portmap.del:before-apply");
     if (lines.length > 0) await dp.nftApply(null, `${lines.join("\n")}\n`);
     if (lines.some((l) => / cond[46] /.test(l))) await dropUnusedCondChains();
+    await stopForwarder(tag);
   },
 
   async check(conf: NetConf, env: CniEnv): Promise<void> {
@@ -363,6 +380,9 @@ export const plugin: CniPlugin = {
     const pc = parsePortmapConf(conf);
     if (pc.mappings.length === 0) return;
     const tag = tagOf(conf, env);
+    if (loopbackForwards(pc, containerIPs(prev)).length > 0 && !forwarderRunning(tag)) {
+      throw cniError(CHECK_FAILED, `portmap: the [::1] forwarder of ${tag} is not running`);
+    }
     const existing = await listTableElements(dp, null, FAMILY, TABLE);
     if (!existing) throw cniError(CHECK_FAILED, `portmap: table ${T} does not exist`);
     for (const p of planElements(conf.name, pc, containerIPs(prev))) {
@@ -381,6 +401,7 @@ export const plugin: CniPlugin = {
     const lines = deleteOwned(existing, (c) => c.startsWith(prefix) && !valid.has(c));
     if (lines.length > 0) await dp.nftApply(null, `${lines.join("\n")}\n`);
     if (lines.some((l) => / cond[46] /.test(l))) await dropUnusedCondChains();
+    await stopForwardersExcept(prefix, valid);
   },
 
   async status(): Promise<void> {

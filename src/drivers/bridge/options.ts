@@ -9,8 +9,19 @@ export const OPT_BRIDGE_NAME = "com.docker.network.bridge.name";
 export const OPT_MTU = "com.docker.network.driver.mtu";
 export const OPT_MASQUERADE = "com.docker.network.bridge.enable_ip_masquerade";
 export const OPT_ICC = "com.docker.network.bridge.enable_icc";
+export const OPT_GATEWAY_MODE_V4 = "com.docker.network.bridge.gateway_mode_ipv4";
+export const OPT_GATEWAY_MODE_V6 = "com.docker.network.bridge.gateway_mode_ipv6";
 
-const KNOWN = new Set([OPT_BRIDGE_NAME, OPT_MTU, OPT_MASQUERADE, OPT_ICC]);
+const KNOWN = new Set([OPT_BRIDGE_NAME, OPT_MTU, OPT_MASQUERADE, OPT_ICC, OPT_GATEWAY_MODE_V4, OPT_GATEWAY_MODE_V6]);
+
+/**
+ * How a family's traffic leaves and enters the network (Docker's gateway modes):
+ *  - nat (default): masqueraded on the way out, reachable from outside only through published host ports;
+ *  - routed: no NAT; the container addresses are reachable from outside (for clients with a route to
+ *    the subnet via the host), but only on the container ports it publishes, plus ICMP echo (like Docker).
+ */
+export type GatewayMode = "nat" | "routed";
+const GATEWAY_MODES: readonly GatewayMode[] = ["nat", "routed"];
 
 export interface BridgeOptions {
   bridgeName: string;
@@ -18,6 +29,8 @@ export interface BridgeOptions {
   masquerade: boolean;
   /** Inter-container communication on the network (false: ports are isolated from each other). */
   icc: boolean;
+  /** Gateway mode per family. */
+  gatewayMode: Record<4 | 6, GatewayMode>;
 }
 
 export const DEFAULT_MTU = 1500;
@@ -47,9 +60,19 @@ export function parseBridgeOptions(options: Record<string, string>, networkId: s
   const icc = options[OPT_ICC];
   const masq = options[OPT_MASQUERADE];
   return {
+    gatewayMode: { 4: gatewayMode(options, OPT_GATEWAY_MODE_V4), 6: gatewayMode(options, OPT_GATEWAY_MODE_V6) },
     bridgeName: name,
     mtu,
     masquerade: masq === undefined ? true : parseBool(masq, OPT_MASQUERADE),
     icc: icc === undefined ? true : parseBool(icc, OPT_ICC),
   };
+}
+
+function gatewayMode(options: Record<string, string>, key: string): GatewayMode {
+  const v = options[key];
+  if (v === undefined || v === "") return "nat";
+  if (!(GATEWAY_MODES as readonly string[]).includes(v)) {
+    throw invalid("bad-option", `option ${key}=${JSON.stringify(v)} must be one of ${GATEWAY_MODES.join(", ")}`, `Options.${key}`);
+  }
+  return v as GatewayMode;
 }
