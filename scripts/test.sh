@@ -8,7 +8,8 @@ export PATH="$PWD/node_modules/.bin:$PATH"
 failed_checks=0
 echo "== build"; bash scripts/build.sh || failed_checks=$((failed_checks+1))
 echo "== tsc --noEmit"; tsc --noEmit -p . || failed_checks=$((failed_checks+1))
-echo "== biome lint"; biome lint --diagnostic-level=error src test || failed_checks=$((failed_checks+1))
+echo "== tsc --noEmit (ui)"; tsc --noEmit -p ui || failed_checks=$((failed_checks+1))
+echo "== biome lint"; biome lint --diagnostic-level=error src test ui || failed_checks=$((failed_checks+1))
 out=$(mktemp)
 echo "== bun test"
 bun test --timeout 120000 "$@" 2>&1 | tee "$out"

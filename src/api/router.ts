@@ -7,6 +7,7 @@ import { handleDns } from "./dns.ts";
 import { type ApiRequest, type ApiResponse, errorResponse, ok } from "./http.ts";
 import { handleNetworks } from "./networks.ts";
 import { handleStats } from "./observe.ts";
+import { handleViews } from "./views.ts";
 
 export const API_VERSION = "1.41";
 export const BERTH_VERSION = "0.1.0";
@@ -17,7 +18,7 @@ export async function route(ctl: Controller, rt: ContainerRuntime, req: ApiReque
     if (req.path === "/version") {
       return ok({ Version: BERTH_VERSION, ApiVersion: API_VERSION, MinAPIVersion: "1.24", Os: "linux", Arch: "amd64", Components: [{ Name: "berthd", Version: BERTH_VERSION }] });
     }
-    const r = (await handleStats(rt, req)) ?? (await handleDns(rt, req)) ?? (await handleContainers(rt, ctl, req)) ?? (await handleNetworks(ctl, req));
+    const r = (await handleStats(rt, req)) ?? (await handleViews(ctl, rt, req)) ?? (await handleDns(rt, req)) ?? (await handleContainers(rt, ctl, req)) ?? (await handleNetworks(ctl, req));
     if (r) return r;
     throw notFound("no-route", `page not found: ${req.method} ${req.path}`);
   } catch (e) {
