@@ -276,6 +276,24 @@ export class Dataplane {
     return out;
   }
 
+  /**
+   * What joining a sandbox needs to know, read with ONE `ip` process (a join used to
+   * spawn two; spawns dominate a connect): whether a link named `ifname` exists in
+   * `ns` and whether `ns` has a default route of `family`.
+   */
+  async linkAndDefaultRoute(ns: string | null, ifname: string, family: 4 | 6): Promise<{ linkExists: boolean; hasDefault: boolean }> {
+    // -force: a missing device fails its line but not the route line printed before it
+    const r = await run([...ipArgs(ns), `-${family}`, "-j", "-force", "-batch", "-"], {
+      stdin: `route show default\nlink show dev ${ifname}\n`,
+      allowFailure: true,
+    });
+    const [routes = "[]", link] = r.stdout.split("\n").filter((l) => l.trim() !== "");
+    if (r.exitCode !== 0 && (link !== undefined || !/does not exist|Cannot find device/.test(r.stderr))) {
+      throw systemError("ip-link", `reading link ${ifname} and default route${ns ? ` (netns ${ns})` : ""}: ${r.stderr.trim()}`);
+    }
+    return { linkExists: link !== undefined && (JSON.parse(link) as unknown[]).length > 0, hasDefault: (JSON.parse(routes) as unknown[]).length > 0 };
+  }
+
   async routes(ns: string | null, family: 4 | 6 = 4): Promise<RouteInfo[]> {
     const r = await run([...ipArgs(ns), `-${family}`, "-j", "route", "show"]);
     return (JSON.parse(r.stdout || "[]") as IpJsonRoute[]).map((x) => ({

@@ -1,5 +1,5 @@
 /**
- * DNS load generator for bench/dns.ts (run inside a namespace with nsenter):
+ * DNS load generator for bench/scenarios/dns.ts (run inside a namespace with nsenter):
  *   bun dns-load.ts SERVER PORT NAME TYPE COUNT CONCURRENCY
  * Sends COUNT queries (after 200 warm-up ones) with CONCURRENCY loops, each
  * waiting for its reply; a query unanswered for 1 s counts as an error.
