@@ -1,8 +1,9 @@
 /**
  * Berth's `ipvlan` CNI plugin, run as a runtime runs it, against a kernel that
  * has ipvlan. This machine's kernel lacks it, so this file runs inside
- * /work/shared/tools/run-in-vm.sh (test/netns/cni-ipvlan.test.ts starts that VM
- * once for the whole file); run directly on a kernel without ipvlan it skips
+ * /work/shared/tools/run-in-vm.sh (test/netns/ipvlan-vm.test.ts starts that VM
+ * once for the whole test/vm folder, with BERTH_CNI_BIN pointing at the compiled
+ * plugins when they are built); run directly on a kernel without ipvlan it skips
  * with a message.
  *
  * l2 (containers and a LAN peer on one master), l3 and l3s (one dummy master
