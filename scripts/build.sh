@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the single multi-call binary dist/berth (berth, berthd and every CNI plugin)
-# and the plugin directory dist/cni/ with one link per plugin name (point CNI_PATH there).
+# and the plugin directory dist/cni/ with one link per plugin name (point CNI_PATH there),
+# and the web UI's static app dist/ui/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p dist/cni
@@ -8,6 +9,10 @@ if [ ! -x dist/berth ] || [ -n "$(find src -newer dist/berth -name '*.ts' -print
   node_modules/.bin/bun build --compile --minify --bytecode src/main.ts --outfile dist/berth >/dev/null
 fi
 ln -sf berth dist/berthd
-for p in loopback host-local static bridge ptp macvlan ipvlan tuning portmap bandwidth firewall; do
+for p in loopback host-local static bridge ptp macvlan ipvlan tuning portmap bandwidth firewall overlay; do
   ln -sf ../berth "dist/cni/$p"
 done
+# the web UI (berthd --ui serves dist/ui, next to dist/berth)
+if [ ! -f dist/ui/index.html ] || [ -n "$(find ui -newer dist/ui/index.html -type f -print -quit)" ]; then
+  node_modules/.bin/bun scripts/build-ui.ts dist/ui
+fi

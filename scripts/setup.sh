@@ -2,6 +2,7 @@
 # Installs everything Berth needs on a fresh Debian 12 machine (run as root).
 #   scripts/setup.sh          what berth/berthd need: iproute2, nftables, nsenter, busybox, ping, sysctl; npm deps (Bun)
 #   scripts/setup.sh --test   plus what the test suite drives: the reference CNI plugins, iperf3, docker, podman, ...
+#   scripts/setup.sh --bench  the same set (the benchmarks drive the same peers; scripts/bench.sh uses it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,14 +10,23 @@ cd "$(dirname "$0")/.."
 RUNTIME_DEPS=(ip:iproute2 nft:nftables nsenter:util-linux busybox:busybox-static ping:iputils-ping sysctl:procps)
 # test dependencies: real peers and clients the suite compares against or is driven by
 TEST_DEPS=(/usr/lib/cni/bridge:containernetworking-plugins iperf3:iperf3)
+# socat: UDP over IPv6 in test/netns/ipv6.test.ts ([::1] userland forwarding)
+TEST_DEPS+=(socat:socat)
+# etcd for the multi-host store and overlay tests (berthd only talks to an etcd; it needs no binary of it)
+TEST_DEPS+=(etcd:etcd-server etcdctl:etcd-client)
 # test dependencies of the CNI runtime/plugin tests: iptables for the reference portmap/firewall
 # (test/netns/cni-chain), podman with its OCI runtimes for test/e2e/podman (CNI backend, conmon comes with podman)
 TEST_DEPS+=(iptables:iptables podman:podman crun:crun runc:runc tc:iproute2)
 # the docker CLI (Debian's 20.10 when /usr/local/bin/docker is absent) and dockerd + containerd for the plugin tests
 TEST_DEPS+=(dockerd:docker.io /usr/bin/docker:docker.io containerd:containerd containerd-shim-runc-v2:containerd)
+# the browser the web UI test drives (test/e2e/ui.test.ts, through playwright-core; no browser download)
+TEST_DEPS+=(/usr/bin/chromium:chromium)
+# the benchmarks' peers and tools (bench/run.ts; its smoke test is in the suite): netavark and aardvark-dns
+# (podman's backend and DNS), rsvg-convert for the PNG charts, gcc for bench/tools/tcpbench.c
+TEST_DEPS+=(/usr/lib/podman/netavark:netavark /usr/lib/podman/aardvark-dns:aardvark-dns rsvg-convert:librsvg2-bin gcc:gcc)
 
 want=("${RUNTIME_DEPS[@]}")
-[ "${1:-}" = "--test" ] && want+=("${TEST_DEPS[@]}")
+case "${1:-}" in --test|--bench) want+=("${TEST_DEPS[@]}") ;; esac
 
 need=()
 for pair in "${want[@]}"; do

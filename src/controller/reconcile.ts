@@ -9,7 +9,7 @@
  */
 import type { LinkSnapshot } from "../drivers/driver.ts";
 import { isReconcilable } from "../drivers/driver.ts";
-import { type FirewallState, ruleCount, TABLE_FAMILY, TABLE_NAME } from "../firewall/ruleset.ts";
+import { BRIDGE_TABLE_FAMILY, type FirewallState, renderBridgeTable, ruleCount, TABLE_FAMILY, TABLE_NAME } from "../firewall/ruleset.ts";
 import type { Controller } from "./controller.ts";
 
 export interface Repair {
@@ -75,7 +75,8 @@ export class Reconciler {
     const nets = await store.networks.list();
     for (const net of nets) {
       const d = this.ctl.driver(net.driver);
-      if (!isReconcilable(d)) continue;
+      // a network being created or deleted right now is that operation's (or crash recovery's) business
+      if (!isReconcilable(d) || net.pending) continue;
       const problems = d.checkNetwork(net, links);
       if (problems.length > 0) {
         // inside the controller's teardown lock, and only while the network still exists
@@ -91,6 +92,7 @@ export class Reconciler {
       const d = this.ctl.driver(net.driver);
       if (!isReconcilable(d)) continue;
       for (const ep of await store.endpoints.listByNetwork(net.id)) {
+        if (ep.pending) continue; // being connected or disconnected right now
         const problems = d.checkEndpoint(net, ep, links);
         if (problems.length === 0) continue;
         const c = await store.containers.get(ep.containerId);
@@ -103,7 +105,13 @@ export class Reconciler {
       }
     }
     const fwProblem = await this.firewallDrift(await this.ctl.firewallState());
-    if (fwProblem) await note(`nftables table ${TABLE_FAMILY} ${TABLE_NAME}`, fwProblem, () => this.ctl.syncFirewall());
+    if (fwProblem) {
+      await note(`nftables table ${TABLE_FAMILY} ${TABLE_NAME}`, fwProblem, () => {
+        // the kernel's tables are not what was last applied: a delta cannot repair them
+        this.ctl.firewall.invalidate();
+        return this.ctl.syncFirewall();
+      });
+    }
     return repairs;
   }
 
@@ -125,14 +133,38 @@ export class Reconciler {
       ["internal", want.networks.filter((n) => n.internal).length],
       ["ports4", v4],
       ["ports6", want.ports.length - v4],
+      ["anyports4", want.ports.filter((p) => p.target.family === 4 && !p.hostIP).length],
+      ["anyports6", want.ports.filter((p) => p.target.family === 6 && !p.hostIP).length],
     ];
     for (const [name, n] of expected) {
       if (!count.has(name)) return `set ${name} is missing`;
       if (count.get(name) !== n) return `set ${name} has ${count.get(name)} elements, expected ${n}`;
     }
     if (rules !== EXPECTED_RULES) return `${rules} rules, expected ${EXPECTED_RULES}`;
-    return undefined;
+    return this.antiSpoofingDrift(want);
+  }
+
+  /** The anti-spoofing table (bridge family): present, one element per container port and source address. */
+  private async antiSpoofingDrift(want: FirewallState): Promise<string | undefined> {
+    const t = await this.ctl.dp.nftListTable(this.ctl.dp.hostNs, BRIDGE_TABLE_FAMILY, TABLE_NAME);
+    if (!t) return `table ${BRIDGE_TABLE_FAMILY} ${TABLE_NAME} is missing`;
+    const count = new Map<string, number>();
+    let rules = 0;
+    for (const o of t.nftables) {
+      const s = o.set as { name: string; elem?: unknown[] } | undefined;
+      if (s) count.set(s.name, s.elem?.length ?? 0);
+      if (o.rule) rules++;
+    }
+    const src = want.sources ?? [];
+    const addrs = (fam: 4 | 6) => src.reduce((n, x) => n + x.addresses.filter((a) => a.family === fam).length, 0);
+    for (const [name, n] of [["ports", new Set(src.map((x) => x.port)).size], ["src4", addrs(4)], ["src6", addrs(6)]] as const) {
+      if (count.get(name) !== n) return `anti-spoofing set ${name} has ${count.get(name) ?? "no"} elements, expected ${n}`;
+    }
+    return rules === EXPECTED_BRIDGE_RULES ? undefined : `anti-spoofing table: ${rules} rules, expected ${EXPECTED_BRIDGE_RULES}`;
   }
 }
 
 const EXPECTED_RULES = ruleCount();
+const EXPECTED_BRIDGE_RULES = renderBridgeTable({ networks: [], ports: [] })
+  .split("\n")
+  .filter((l) => /^\s+(iifname|ether|counter|meta|ip6?|arp) /.test(l)).length;

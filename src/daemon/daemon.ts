@@ -1,9 +1,10 @@
 /**
  * berthd: wires store, IPAM, dataplane, controller and runtime together and
- * serves the API on a unix socket (mode 0660, root only).
+ * serves the API on a unix socket (mode 0600: root only; created so, never
+ * reachable with wider permissions).
  */
 import { chmodSync, existsSync, mkdirSync, unlinkSync } from "node:fs";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import type { Server } from "bun";
 import { handlePluginCall, PLUGIN_CONTENT_TYPE } from "../api/docker-plugin.ts";
 import { errorResponse } from "../api/http.ts";
@@ -11,10 +12,13 @@ import { eventStream } from "../api/observe.ts";
 import { API_VERSION, BERTH_VERSION, route } from "../api/router.ts";
 import { registerCniMetrics } from "../observe/cni-metrics.ts";
 import { type DaemonMetrics, daemonMetrics, routeLabel } from "../observe/daemon-metrics.ts";
+import { UI_HOST, UI_TOKEN_FILE, UiServer, writeTokenFile } from "./ui-server.ts";
 import { EventBus } from "../observe/events.ts";
 import { type Level, Logger } from "../observe/log.ts";
 import { Controller } from "../controller/controller.ts";
 import { Reconciler } from "../controller/reconcile.ts";
+import { FAULT_ENV } from "../controller/faults.ts";
+import { recoverInterrupted } from "../controller/recovery.ts";
 import { Cgroups } from "../dataplane/cgroup.ts";
 import { Dataplane } from "../dataplane/dataplane.ts";
 import { registerDnsMetrics } from "../dns/metrics.ts";
@@ -25,7 +29,8 @@ import { Ipam } from "../ipam/index.ts";
 import type { DefaultPoolSpec } from "../ipam/defaults.ts";
 import { DEFAULT_OPLOG } from "../cni/oplog.ts";
 import { ContainerRuntime } from "../runtime/containers.ts";
-import { openSqliteStore } from "../store/index.ts";
+import { type OpenedStore, openDaemonStore, startOverlayAgent } from "./cluster.ts";
+import type { OverlayAgent } from "../drivers/overlay/agent.ts";
 import type { Store } from "../store/types.ts";
 
 export interface DaemonConfig {
@@ -48,8 +53,18 @@ export interface DaemonConfig {
   dnsUpstreams?: string[];
   /** Embedded DNS resolver for containers (default on). */
   dns?: boolean;
+  /** The web UI on 127.0.0.1 (src/daemon/ui-server.ts); off when undefined. */
+  ui?: { port: number; token: string; dir: string };
   /** The CNI plugins' operation log read for `/metrics` (src/cni/oplog.ts); null = not read. */
   cniOplog?: string | null;
+  /** Multi-host (src/daemon/cluster.ts): "etcd://HOST:PORT" (default: the embedded SQLite store). */
+  store?: string;
+  /** This host's name in the cluster (default: the hostname). */
+  hostName?: string;
+  /** This host's underlay address, the VXLAN endpoint of overlay networks. */
+  advertiseAddr?: string;
+  /** Lease TTL of the host's registration, seconds (default 10). */
+  hostTtlSeconds?: number;
 }
 
 export const DEFAULT_CONFIG: DaemonConfig = {
@@ -71,6 +86,10 @@ export class Daemon {
   readonly log = new Logger({ level: (process.env.BERTH_LOG_LEVEL as Level | undefined) ?? "info", base: { component: "berthd" } });
   private server: Server<undefined> | undefined;
   private pluginServer: Server<undefined> | undefined;
+  /** The web UI server when --ui is on (its address, with the token, is `ui.url`). */
+  ui: UiServer | undefined;
+  /** Multi-host: the host registration and the overlay agent (etcd store with --advertise-addr). */
+  cluster: { registry: OpenedStore["registry"]; agent: OverlayAgent | undefined } | undefined;
 
   private constructor(config: DaemonConfig, store: Store, controller: Controller, runtime: ContainerRuntime, reconciler: Reconciler) {
     this.config = config;
@@ -85,10 +104,10 @@ export class Daemon {
     if (config.hostNetns !== null && !dp.netnsExists(config.hostNetns)) {
       throw invalid("bad-host-netns", `host netns ${config.hostNetns} does not exist`, "host-netns");
     }
-    const store = openSqliteStore(config.stateDir);
+    const { store, registry } = await openDaemonStore(config);
     const ipam = new Ipam(store, config.defaultPools ? { defaultPools: config.defaultPools } : {});
     const events = new EventBus();
-    const controller = new Controller({ store, ipam, dp, events });
+    const controller = new Controller({ store, ipam, dp, events, ...(registry ? { cluster: registry } : {}) });
     // embedded DNS (src/dns): a resolver on 127.0.0.11 inside every container that has networks
     const dns =
       config.dns === false
@@ -106,10 +125,16 @@ export class Daemon {
       cgroups: new Cgroups({ parent: config.cgroupParent }),
       ...(dns ? { dns } : {}),
     });
+    const log = new Logger({ base: { component: "berthd" } });
+    // crash recovery first: operations a killed daemon left half-done are rolled back or
+    // forward (src/controller/recovery.ts) before the predefined networks and the reconciler look
+    const recoveredContainers = await runtime.recoverInterrupted();
+    const recovered = await recoverInterrupted(controller);
+    for (const name of recoveredContainers) log.log("warn", "recovered", { op: "recover", object: `container ${name}`, action: "removed" });
+    for (const r of recovered) log.log("warn", "recovered", { op: "recover", ...r });
     await controller.ensurePredefined();
     await controller.syncFirewall();
     await runtime.recover();
-    const log = new Logger({ base: { component: "berthd" } });
     const reconciler = new Reconciler(controller, (r) => {
       log.log(r.result === "failed" ? "error" : "warn", "repair", { op: "reconcile", ...r });
       events.emit("daemon", "repair", r.object, { problem: r.problem, result: r.result });
@@ -118,6 +143,11 @@ export class Daemon {
     const interval = config.reconcileIntervalMs ?? 1000;
     if (interval > 0) reconciler.start(interval);
     const d = new Daemon(config, store, controller, runtime, reconciler);
+    if (registry) {
+      d.cluster = { registry, agent: startOverlayAgent(controller, registry, log) };
+      // other hosts' endpoints change the names this host's resolver answers: rebuild on every cluster change
+      if (dns) registry.onChange(() => dns.invalidate());
+    }
     const oplog = config.cniOplog === undefined ? DEFAULT_OPLOG : config.cniOplog;
     if (oplog) mkdirSync(dirname(oplog), { recursive: true, mode: 0o755 }); // plugins record only where the directory exists
     d.metrics = daemonMetrics(controller, reconciler, (r) => {
@@ -125,6 +155,18 @@ export class Daemon {
       if (oplog) registerCniMetrics(r, oplog);
     });
     d.listen();
+    if (config.ui) {
+      try {
+        d.ui = UiServer.start({ ...config.ui, events, api: (r) => d.handle(r) });
+      } catch (e) {
+        await d.stop();
+        throw e;
+      }
+      writeTokenFile(config.stateDir, config.ui.token);
+      log.log("info", "web ui listening", { op: "ui", address: `http://${UI_HOST}:${d.ui.port}/`, tokenFile: join(config.stateDir, UI_TOKEN_FILE) });
+    }
+    // crash tests only (BERTH_FAULT="point:kill"): armed once started, so recovery itself runs unarmed
+    if (process.env[FAULT_ENV]) controller.faults.armKills(process.env[FAULT_ENV]);
     return d;
   }
 
@@ -132,14 +174,20 @@ export class Daemon {
     const sock = this.config.socket;
     mkdirSync(dirname(sock), { recursive: true, mode: 0o750 });
     if (existsSync(sock)) unlinkSync(sock); // a stale socket file blocks listen
-    this.server = Bun.serve({
-      unix: sock,
-      fetch: (r, server) => {
-        if (r.url.endsWith("/events") || r.url.includes("/events?")) server.timeout(r, 0); // long-lived stream
-        return this.handle(r);
-      },
-    });
-    chmodSync(sock, 0o660);
+    // the socket is created 0600 (umask), not chmod-ed afterwards: no window in which others could connect
+    const umask = process.umask(0o177);
+    try {
+      this.server = Bun.serve({
+        unix: sock,
+        fetch: (r, server) => {
+          if (r.url.endsWith("/events") || r.url.includes("/events?")) server.timeout(r, 0); // long-lived stream
+          return this.handle(r);
+        },
+      });
+    } finally {
+      process.umask(umask);
+    }
+    chmodSync(sock, 0o600);
     const plugin = this.config.pluginSocket;
     if (plugin) {
       mkdirSync(dirname(plugin), { recursive: true, mode: 0o755 });
@@ -163,7 +211,8 @@ export class Daemon {
     return new Response(JSON.stringify(res.body), { status: res.status, headers: { "Content-Type": PLUGIN_CONTENT_TYPE } });
   }
 
-  private async handle(r: Request): Promise<Response> {
+  /** One API request (the unix socket's handler; the web UI forwards /api/... here). */
+  async handle(r: Request): Promise<Response> {
     const t0 = performance.now();
     const url = new URL(r.url);
     const path = url.pathname.replace(/^\/v\d+\.\d+(?=\/)/, "");
@@ -220,10 +269,14 @@ export class Daemon {
 
   async stop(): Promise<void> {
     this.reconciler.stop();
+    this.cluster?.agent?.stop();
+    await this.cluster?.registry?.stop();
     await this.server?.stop(true);
     this.server = undefined;
     await this.pluginServer?.stop(true);
     this.pluginServer = undefined;
+    await this.ui?.stop();
+    this.ui = undefined;
     const plugin = this.config.pluginSocket;
     if (plugin && existsSync(plugin)) unlinkSync(plugin);
     await this.runtime.dns?.stop();

@@ -74,7 +74,15 @@ export class BridgeDriver implements Driver, PortPublishing, Reconcilable, Exter
   }
 
   private async addBridge(net: NetworkRecord, name: string, mtu: number): Promise<void> {
-    const b = this.ctx.dp.batch(this.host).addBridge(name, { mtu });
+    let b = this.ctx.dp.batch(this.host).addBridge(name, { mtu });
+    if (net.ipam.pools.some((p) => p.subnet.family === 6)) {
+      // no DAD on the bridge's link-local address either: the kernel sends a neighbour solicitation
+      // for a forwarded packet only from a valid link-local address, so while it is tentative (~1-2 s)
+      // traffic routed into the network (published ports, routed mode) would wait for it
+      await this.ctx.dp.apply(b);
+      await this.ctx.dp.sysctlSet(this.host, { [`net.ipv6.conf.${name.replaceAll(".", "/")}.accept_dad`]: 0 });
+      b = this.ctx.dp.batch(this.host);
+    }
     if (!net.internal) {
       for (const pool of net.ipam.pools) {
         if (pool.gateway) b.addAddress(name, IPNet.of(pool.gateway, pool.subnet.length), { noDad: true });
@@ -136,8 +144,10 @@ export class BridgeDriver implements Driver, PortPublishing, Reconcilable, Exter
 
   async deleteNetwork(net: NetworkRecord): Promise<void> {
     const st = net.driverState as Partial<BridgeNetworkState>;
-    if (!st.bridge) return;
-    const errors = await this.ctx.dp.deleteLinks(this.host, [st.bridge]);
+    // a create interrupted by a crash (record still marked) may have made the bridge before recording it
+    const bridge = st.bridge ?? (net.pending === "create" ? parseBridgeOptions(net.options, net.id).bridgeName : undefined);
+    if (!bridge) return;
+    const errors = await this.ctx.dp.deleteLinks(this.host, [bridge]);
     if (errors[0]) throw errors[0];
   }
 
@@ -149,8 +159,7 @@ export class BridgeDriver implements Driver, PortPublishing, Reconcilable, Exter
 
   async createEndpoint(net: NetworkRecord, ep: EndpointRecord): Promise<BridgeEndpointState> {
     const st = net.driverState as BridgeNetworkState;
-    const hostIfname = `vb${ep.id.slice(0, 11)}`;
-    const peerIfname = `vc${ep.id.slice(0, 11)}`;
+    const { hostIfname, peerIfname } = vethNames(ep);
     const { dp, faults } = this.ctx;
     const b = dp
       .batch(this.host)
@@ -176,8 +185,10 @@ export class BridgeDriver implements Driver, PortPublishing, Reconcilable, Exter
 
   async deleteEndpoint(_net: NetworkRecord, ep: EndpointRecord): Promise<void> {
     const st = ep.driverState as Partial<BridgeEndpointState>;
-    if (!st.hostIfname) return;
-    const errors = await this.ctx.dp.deleteLinks(this.host, [st.hostIfname]);
+    // a connect interrupted by a crash may have made the pair before recording it: the names follow from the id
+    const hostIfname = st.hostIfname ?? (ep.pending === "connect" ? vethNames(ep).hostIfname : undefined);
+    if (!hostIfname) return;
+    const errors = await this.ctx.dp.deleteLinks(this.host, [hostIfname]);
     if (errors[0]) throw errors[0];
   }
 
@@ -185,18 +196,17 @@ export class BridgeDriver implements Driver, PortPublishing, Reconcilable, Exter
     const st = ep.driverState as BridgeEndpointState;
     const { dp, faults } = this.ctx;
     dp.requireNetns(sb.netns);
-    if (await dp.link(sb.netns, ep.ifname)) {
-      throw conflict("ifname-in-use", `interface ${ep.ifname} already exists in the container`, "ifname");
-    }
     // the container's first network with a gateway provides its default route (like Docker)
     const needDefault = new Set<4 | 6>();
-    if (!net.internal) {
-      for (const fam of [4, 6] as const) {
-        if (ep.gateways.some((g) => g.family === fam)) {
-          const routes = await dp.routes(sb.netns, fam);
-          if (!routes.some((r) => r.dst === "default")) needDefault.add(fam);
-        }
-      }
+    const gwFams = net.internal ? [] : ([4, 6] as const).filter((f) => ep.gateways.some((g) => g.family === f));
+    // one `ip` process answers both "is the name free" and the first family's "is there a default route"
+    const probe = await dp.linkAndDefaultRoute(sb.netns, ep.ifname, gwFams[0] ?? 4);
+    if (probe.linkExists) {
+      throw conflict("ifname-in-use", `interface ${ep.ifname} already exists in the container`, "ifname");
+    }
+    if (gwFams[0] !== undefined && !probe.hasDefault) needDefault.add(gwFams[0]);
+    for (const fam of gwFams.slice(1)) {
+      if (!(await dp.routes(sb.netns, fam)).some((r) => r.dst === "default")) needDefault.add(fam);
     }
     await dp.apply(dp.batch(this.host).moveToNetns(st.peerIfname, sb.netns));
     try {
@@ -217,7 +227,13 @@ export class BridgeDriver implements Driver, PortPublishing, Reconcilable, Exter
   async leave(_net: NetworkRecord, ep: EndpointRecord, sb: Sandbox): Promise<void> {
     const st = ep.driverState as Partial<BridgeEndpointState>;
     if (!this.ctx.dp.netnsExists(sb.netns)) return;
-    const errors = await this.ctx.dp.deleteLinks(sb.netns, [ep.ifname, ...(st.peerIfname ? [st.peerIfname] : [])]);
+    const peer = st.peerIfname ?? (ep.pending === "connect" ? vethNames(ep).peerIfname : undefined);
+    const errors = await this.ctx.dp.deleteLinks(sb.netns, [ep.ifname, ...(peer ? [peer] : [])]);
     if (errors[0]) throw errors[0];
   }
+}
+
+/** The veth pair of an endpoint: both names follow from the endpoint id. */
+function vethNames(ep: EndpointRecord): BridgeEndpointState {
+  return { hostIfname: `vb${ep.id.slice(0, 11)}`, peerIfname: `vc${ep.id.slice(0, 11)}` };
 }
