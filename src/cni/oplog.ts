@@ -5,11 +5,12 @@
  * append-only file is their counter: one `O_APPEND` write of a short line is
  * atomic between processes and costs tens of microseconds.
  *
- * Path: `BERTH_CNI_OPLOG` (empty = off), default `/run/berth/cni-ops.log`. A
- * missing directory means nothing is recorded; recording never fails an
+ * Path: `BERTH_CNI_OPLOG` (empty = off), default `/run/berth/cni-ops.log`. The
+ * plugins only append to a log that exists (berthd creates it when it starts):
+ * without a reader nothing is written anywhere, and recording never fails an
  * operation.
  */
-import { appendFileSync } from "node:fs";
+import { closeSync, constants, openSync, writeSync } from "node:fs";
 
 export const DEFAULT_OPLOG = "/run/berth/cni-ops.log";
 
@@ -36,11 +37,20 @@ export function errorCodeOf(stdout: string): number {
 export function recordOp(path: string | undefined, r: OpRecord): void {
   if (!path) return;
   const line = `${JSON.stringify({ plugin: r.plugin, verb: r.verb, s: Number(r.seconds.toFixed(6)), code: r.code })}\n`;
+  let fd: number | undefined;
   try {
-    appendFileSync(path, line);
+    fd = openSync(path, constants.O_WRONLY | constants.O_APPEND); // no O_CREAT: only where berthd reads
+    writeSync(fd, line);
   } catch {
-    // metrics are best effort: a missing /run/berth must not fail a CNI operation
+    // metrics are best effort: no log (no berthd) must not fail a CNI operation
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
+}
+
+/** Creates the log if it is missing (berthd, at start), so that plugins start recording. */
+export function ensureOplog(path: string): void {
+  closeSync(openSync(path, "a", 0o644));
 }
 
 /** Parses one line; undefined for anything that is not a well-formed record. */

@@ -27,7 +27,7 @@ import { parseUpstream, readHostResolvConf } from "../dns/upstream.ts";
 import { invalid } from "../errors.ts";
 import { Ipam } from "../ipam/index.ts";
 import type { DefaultPoolSpec } from "../ipam/defaults.ts";
-import { DEFAULT_OPLOG } from "../cni/oplog.ts";
+import { DEFAULT_OPLOG, ensureOplog } from "../cni/oplog.ts";
 import { ContainerRuntime } from "../runtime/containers.ts";
 import { type OpenedStore, openDaemonStore, startOverlayAgent } from "./cluster.ts";
 import type { OverlayAgent } from "../drivers/overlay/agent.ts";
@@ -149,7 +149,10 @@ export class Daemon {
       if (dns) registry.onChange(() => dns.invalidate());
     }
     const oplog = config.cniOplog === undefined ? DEFAULT_OPLOG : config.cniOplog;
-    if (oplog) mkdirSync(dirname(oplog), { recursive: true, mode: 0o755 }); // plugins record only where the directory exists
+    if (oplog) {
+      mkdirSync(dirname(oplog), { recursive: true, mode: 0o755 });
+      ensureOplog(oplog); // plugins only append to a log that exists
+    }
     d.metrics = daemonMetrics(controller, reconciler, (r) => {
       if (dns) registerDnsMetrics(r, dns);
       if (oplog) registerCniMetrics(r, oplog);

@@ -3,7 +3,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { appendFileSync, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { errorCodeOf, oplogPath, parseOpLine, recordOp } from "../../src/cni/oplog.ts";
+import { ensureOplog, errorCodeOf, oplogPath, parseOpLine, recordOp } from "../../src/cni/oplog.ts";
 import { CniOpReader } from "../../src/observe/cni-metrics.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "berth-oplog-"));
@@ -21,12 +21,16 @@ describe("CNI operation log", () => {
     expect(errorCodeOf("garbage")).toBe(999);
   });
 
-  test("a missing directory records nothing and does not throw", () => {
+  test("without a log file (no berthd) nothing is recorded, nothing is created, nothing throws", () => {
+    const missing = join(dir, "none.log");
+    expect(() => recordOp(missing, { plugin: "bridge", verb: "ADD", seconds: 0.01, code: 0 })).not.toThrow();
+    expect(existsSync(missing)).toBe(false);
     expect(() => recordOp(join(dir, "no", "such", "file"), { plugin: "bridge", verb: "ADD", seconds: 0.01, code: 0 })).not.toThrow();
   });
 
   test("lines round-trip; malformed lines are skipped", () => {
     const p = join(dir, "rt.log");
+    ensureOplog(p);
     recordOp(p, { plugin: "bridge", verb: "ADD", seconds: 0.0123456789, code: 0 });
     const seen: string[] = [];
     new CniOpReader(p, (l) => seen.push(l)).poll();
