@@ -110,7 +110,9 @@ describe("berthd SIGKILLed at every step, restarted, state consistent", () => {
     if (d) throw new Error("a berthd is still running"); // its socket would answer the readiness probe
     const proc = Bun.spawn(
       [process.execPath, MAIN, "berthd", "--socket", socket, "--state-dir", stateDir, "--host-netns", sb.host, "--netns-prefix", netnsPrefix,
-        "--cgroup-parent", cgroupParent, "--default-pool", "10.125.0.0/16:24", "--plugin-socket", "", "--reconcile-interval", "0"],
+        "--cgroup-parent", cgroupParent, "--default-pool", "10.125.0.0/16:24", "--plugin-socket", "", "--reconcile-interval", "0",
+        // the CNI operation log stays inside the sandbox, not the real /run/berth
+        "--cni-oplog", join(sb.stateDir, "cni-ops.log")],
       { stdout: "ignore", stderr: "pipe", env: { ...process.env, BERTH_FAULT: fault ?? "" } },
     );
     sb.track(proc);
