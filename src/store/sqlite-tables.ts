@@ -5,6 +5,7 @@
  * write in its own BEGIN IMMEDIATE, a transaction's store runs inside the
  * transaction already open.
  */
+import type { StoreTables } from "./tables-store.ts";
 import type { Database } from "bun:sqlite";
 import { conflict, invalid, notFound } from "../errors.ts";
 import {
@@ -17,12 +18,10 @@ import {
 } from "./codec.ts";
 import { SqliteAllocations, SqliteMeta } from "./sqlite-alloc.ts";
 import type {
-  AllocationTable,
   ContainerRecord,
   ContainerTable,
   EndpointRecord,
   EndpointTable,
-  MetaTable,
   NetworkRecord,
   NetworkTable,
 } from "./types.ts";
@@ -256,15 +255,7 @@ class SqliteContainers implements ContainerTable {
   }
 }
 
-export interface Tables {
-  networks: NetworkTable;
-  endpoints: EndpointTable;
-  containers: ContainerTable;
-  allocations: AllocationTable;
-  meta: MetaTable;
-}
-
-export function makeTables(ctx: Ctx): Tables {
+export function makeTables(ctx: Ctx): StoreTables {
   return {
     networks: new SqliteNetworks(ctx),
     endpoints: new SqliteEndpoints(ctx),

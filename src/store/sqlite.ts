@@ -17,13 +17,9 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { BerthError, systemError, unavailable } from "../errors.ts";
 import { migrate } from "./schema.ts";
-import { type Ctx, makeTables, type Tables } from "./sqlite-tables.ts";
+import { type Ctx, makeTables } from "./sqlite-tables.ts";
+import { TablesStore } from "./tables-store.ts";
 import type {
-  AllocationTable,
-  ContainerTable,
-  EndpointTable,
-  MetaTable,
-  NetworkTable,
   Store,
 } from "./types.ts";
 
@@ -162,30 +158,6 @@ class TxCtx implements Ctx {
         throw e;
       }
     });
-  }
-}
-
-class TablesStore implements Store {
-  readonly networks: NetworkTable;
-  readonly endpoints: EndpointTable;
-  readonly containers: ContainerTable;
-  readonly allocations: AllocationTable;
-  readonly meta: MetaTable;
-
-  constructor(t: Tables) {
-    this.networks = t.networks;
-    this.endpoints = t.endpoints;
-    this.containers = t.containers;
-    this.allocations = t.allocations;
-    this.meta = t.meta;
-  }
-
-  transaction<T>(fn: (tx: Store) => Promise<T>): Promise<T> {
-    return fn(this);
-  }
-
-  close(): Promise<void> {
-    return Promise.reject(systemError("tx-close", "close() inside a transaction"));
   }
 }
 

@@ -10,11 +10,12 @@
  */
 import { hostname } from "node:os";
 import { invalid, systemError } from "../../errors.ts";
-import type { AllocationTable, ContainerTable, EndpointTable, MetaTable, NetworkTable, Store } from "../types.ts";
+import type { Store } from "../types.ts";
 import { EtcdClient } from "./client.ts";
 import { validHostName } from "./keys.ts";
 import { runStm, type StmCtx } from "./stm.ts";
-import { type EtcdTables, makeEtcdTables } from "./tables.ts";
+import { makeEtcdTables } from "./tables.ts";
+import { type StoreTables, TablesStore } from "../tables-store.ts";
 
 export interface EtcdStoreOptions {
   /** "etcd://HOST:PORT", "http://HOST:PORT" or "HOST:PORT". */
@@ -30,30 +31,13 @@ export interface EtcdStore extends Store {
   readonly etcd: EtcdClient;
 }
 
-class TxStore implements Store {
-  readonly networks: NetworkTable;
-  readonly endpoints: EndpointTable;
-  readonly containers: ContainerTable;
-  readonly allocations: AllocationTable;
-  readonly meta: MetaTable;
-
+/** The tables of one STM attempt, with the host they belong to. */
+class TxStore extends TablesStore {
   constructor(
     readonly host: string,
-    t: EtcdTables,
+    t: StoreTables,
   ) {
-    this.networks = t.networks;
-    this.endpoints = t.endpoints;
-    this.containers = t.containers;
-    this.allocations = t.allocations;
-    this.meta = t.meta;
-  }
-
-  transaction<T>(fn: (tx: Store) => Promise<T>): Promise<T> {
-    return fn(this);
-  }
-
-  close(): Promise<void> {
-    return Promise.reject(systemError("tx-close", "close() inside a transaction"));
+    super(t);
   }
 }
 

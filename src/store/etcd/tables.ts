@@ -5,6 +5,7 @@
  * before it buffers its first write, so a call that throws leaves no half-write
  * in the transaction.
  */
+import type { StoreTables } from "../tables-store.ts";
 import { conflict, invalid, notFound } from "../../errors.ts";
 import { IP, Prefix } from "../../net/index.ts";
 import { decodeContainer, decodeEndpoint, decodeNetwork, encodeContainer, encodeEndpoint, encodeNetwork } from "../codec.ts";
@@ -494,15 +495,7 @@ class EtcdMeta implements MetaTable {
   }
 }
 
-export interface EtcdTables {
-  networks: NetworkTable;
-  endpoints: EndpointTable;
-  containers: ContainerTable;
-  allocations: AllocationTable;
-  meta: MetaTable;
-}
-
-export function makeEtcdTables(run: Run, host: string): EtcdTables {
+export function makeEtcdTables(run: Run, host: string): StoreTables {
   const s = new Scopes(host);
   return {
     networks: new EtcdNetworks(run, s),
