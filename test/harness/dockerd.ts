@@ -31,7 +31,7 @@ import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rea
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { RUN_PREFIX, type Sandbox } from "./sandbox.ts";
+import { pidAlive, RUN_PREFIX, type Sandbox } from "./sandbox.ts";
 
 export interface TestDockerd {
   /** The temp dir holding everything (data, exec root, sockets, logs). */
@@ -75,21 +75,13 @@ function sh(argv: string[], env?: Record<string, string>): { code: number; out: 
   return { code: r.exitCode ?? -1, out: r.stdout.toString(), err: r.stderr.toString() };
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function waitGone(pid: number, ms: number): Promise<boolean> {
   for (let t = 0; t < ms; t += 50) {
-    if (!alive(pid)) return true;
+    if (!pidAlive(pid)) return true;
     await Bun.sleep(50);
   }
-  return !alive(pid);
+  return !pidAlive(pid);
 }
 
 function mountNs(pid: number): string | undefined {
@@ -169,7 +161,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     if (!(await waitGone(proc.pid, 15_000))) proc.kill("SIGKILL");
     await proc.exited;
     const cpid = Number(readFileSync(join(dir, "containerd.pid"), "utf8").trim());
-    if (cpid > 0 && alive(cpid)) {
+    if (cpid > 0 && pidAlive(cpid)) {
       process.kill(cpid, "SIGTERM");
       if (!(await waitGone(cpid, 10_000))) process.kill(cpid, "SIGKILL");
     }

@@ -38,7 +38,8 @@ function must(argv: string[], stdin?: string): string {
   return r.out;
 }
 
-function pidAlive(pid: number): boolean {
+/** Whether a process with this pid exists (signal 0). */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -11,11 +11,12 @@
  * surviving container still reachable (ping).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { openSqliteStore } from "../../src/store/sqlite.ts";
+import { sourcePoints } from "../harness/fault-points.ts";
 import { assertRootUntouched, canPing, createSandbox, ipJson, removeCgroupTree, RUN_PREFIX, type Sandbox, uniqueName } from "../harness/sandbox.ts";
 import { leases, pluginArgv } from "./cni-util.ts";
 import { type JLink, links } from "./util.ts";
@@ -24,26 +25,9 @@ assertRootUntouched();
 
 const ROOT = join(import.meta.dir, "..", "..");
 const MAIN = join(ROOT, "src", "main.ts");
-const SRC = join(ROOT, "src");
 
 /** Every crash point in the source: `faults.hit("…")`, `faults.checkpoint("…")`, `crashPoint("…")`. */
-function crashPoints(): string[] {
-  const out = new Set<string>();
-  const walk = (d: string): void => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.name.endsWith(".ts")) {
-        for (const line of readFileSync(p, "utf8").split("\n")) {
-          if (/^\s*(\*|\/\/)/.test(line)) continue;
-          for (const m of line.matchAll(/(?:faults\.(?:hit|checkpoint)|crashPoint)\(\s*"([^"]+)"\s*\)/g)) out.add(m[1]!);
-        }
-      }
-    }
-  };
-  walk(SRC);
-  return [...out].sort();
-}
+const crashPoints = (): string[] => sourcePoints([""], /(?:faults\.(?:hit|checkpoint)|crashPoint)\(\s*"([^"]+)"\s*\)/g);
 
 /** Kills per point, by point (the report at the end of each describe). */
 const kills = new Map<string, number>();

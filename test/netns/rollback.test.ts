@@ -7,9 +7,8 @@
  * Bad input must change nothing and name the field at fault.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
 import { createTestBerth, type TestBerth } from "../harness/berth.ts";
+import { sourcePoints } from "../harness/fault-points.ts";
 import { assertRootUntouched } from "../harness/sandbox.ts";
 import { Dataplane } from "../../src/dataplane/dataplane.ts";
 import { IP, parsePortMappings } from "../../src/net/index.ts";
@@ -17,31 +16,12 @@ import { addrsOf, expectBerthError, linkNames, nftTableText } from "./util.ts";
 
 assertRootUntouched();
 
-const SRC = join(import.meta.dir, "..", "..", "src");
-
-/** Every `faults.hit("...")` point in the given source directories. */
-function faultPoints(dirs: string[]): string[] {
-  const out = new Set<string>();
-  const walk = (d: string): void => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.name.endsWith(".ts")) {
-        for (const line of readFileSync(p, "utf8").split("\n")) {
-          if (/^\s*(\*|\/\/)/.test(line)) continue; // comments (faults.ts documents `faults.hit("point")`)
-          for (const m of line.matchAll(/faults\.hit\(\s*"([^"]+)"\s*\)/g)) out.add(m[1]!);
-        }
-      }
-    }
-  };
-  for (const d of dirs) walk(join(SRC, d));
-  return [...out].sort();
-}
 
 /** Probed in a throwaway namespace (`unshare --net`), never in the root namespace. */
 const IPVLAN_OK = await new Dataplane().linkKindSupported("ipvlan");
 
-const ALL_POINTS = faultPoints(["controller", "drivers"]);
+/** Every `faults.hit("...")` point of the controller and the drivers. */
+const ALL_POINTS = sourcePoints(["controller", "drivers"], /faults\.hit\(\s*"([^"]+)"\s*\)/g);
 /** The createNetwork path (exercised with the bridge driver). */
 const CREATE_POINTS = ALL_POINTS.filter((p) => /^(createNetwork|bridge\.createNetwork):/.test(p));
 /** The connect path: controller points and the drivers' endpoint/join points, by driver. */

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { createTestBerth, type TestBerth } from "../harness/berth.ts";
-import { assertRootUntouched, canPing, RUN_PREFIX, startEchoServer, tcpRoundTrip } from "../harness/sandbox.ts";
+import { assertRootUntouched, canPing, pidAlive, RUN_PREFIX, startEchoServer, tcpRoundTrip } from "../harness/sandbox.ts";
 import type { ContainerView } from "../../src/runtime/containers.ts";
 import { addrsOf, eventually, expectBerthError, linkNames } from "./util.ts";
 
@@ -27,14 +27,6 @@ function procNetns(pid: number): number | undefined {
 }
 const nsInode = (name: string): number => statSync(`/run/netns/${name}`).ino;
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** The directory of one controller's cgroup (v1) or the single cgroup dir (v2), found by a file it holds. */
 function cgroupFileDir(b: TestBerth, cgroup: string, file: string): string {
@@ -158,11 +150,11 @@ describe("container runtime", () => {
     const dirs = b.rt.cgroups.dirs(v.cgroup!);
     expect(linkNames(b.sb.host)).toContain(hostIf);
     for (const d of dirs) expect(existsSync(d)).toBe(true);
-    expect(alive(v.pid!)).toBe(true);
+    expect(pidAlive(v.pid!)).toBe(true);
     // a running container needs force
     await expectBerthError(b.rt.remove("doomed"), { kind: "conflict", code: "container-running" });
     await b.rt.remove("doomed", true);
-    expect(alive(v.pid!)).toBe(false);
+    expect(pidAlive(v.pid!)).toBe(false);
     expect(existsSync(v.netnsPath)).toBe(false);
     expect(b.dp.netnsList()).not.toContain(v.netns);
     expect(linkNames(b.sb.host)).not.toContain(hostIf);
