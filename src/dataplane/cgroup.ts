@@ -44,7 +44,11 @@ export function blockDeviceNumber(path: string): string {
     throw invalid("bad-device", `block device ${JSON.stringify(path)} does not exist`, "io");
   }
   if (!st.isBlockDevice()) throw invalid("bad-device", `${JSON.stringify(path)} is not a block device`, "io");
-  const dev = st.rdev;
+  return devNumber(st.rdev);
+}
+
+/** "MAJ:MIN" of a device number as stat(2) reports it (Linux's new_encode_dev layout). */
+export function devNumber(dev: number): string {
   const major = Math.floor(dev / 256) & 0xfff;
   const minor = (dev & 0xff) | (Math.floor(dev / 4096) & 0xfff00);
   return `${major}:${minor}`;

@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, realpathSync, statSync } from "node:fs";
 import { basename, join } from "node:path";
+import { devNumber } from "../../src/dataplane/cgroup.ts";
 import { startDaemon, type TestDaemon } from "../harness/daemon.ts";
 import { assertRootUntouched, createSandbox, type Sandbox } from "../harness/sandbox.ts";
 
@@ -10,9 +11,7 @@ assertRootUntouched();
 
 /** The whole disk under a directory, as a /dev node, or undefined (tmpfs, overlay, no node). */
 function diskOf(dir: string): string | undefined {
-  const dev = statSync(dir).dev;
-  const id = `${Math.floor(dev / 256) & 0xfff}:${(dev & 0xff) | (Math.floor(dev / 4096) & 0xfff00)}`;
-  const sys = `/sys/dev/block/${id}`;
+  const sys = `/sys/dev/block/${devNumber(statSync(dir).dev)}`;
   if (!existsSync(sys)) return undefined;
   let real = realpathSync(sys);
   if (existsSync(join(real, "partition"))) real = realpathSync(join(real, ".."));
