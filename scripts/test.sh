@@ -17,6 +17,15 @@ rc=${PIPESTATUS[0]}
 pass=$(grep -E '^ *[0-9]+ pass$' "$out" | tail -1 | awk '{print $1}')
 fail=$(grep -E '^ *[0-9]+ fail$' "$out" | tail -1 | awk '{print $1}')
 skip=$(grep -E '^ *[0-9]+ skip$' "$out" | tail -1 | awk '{print $1}')
+# CI shows only the end of the output: repeat each failure's error (the lines bun
+# printed just before its "(fail)" line, at most 40, each cut to 400 characters)
+if grep -qE '^\(fail\)' "$out"; then
+  echo "== failure details"
+  awk '/^[0-9]+ tests? failed:$/ { exit }
+       /^\((pass|skip|todo)\)/ { n = 0; next }
+       /^\(fail\)/ { s = (n > 40) ? n - 40 : 0; for (i = s; i < n; i++) print substr(buf[i], 1, 400); print; print "--"; n = 0; next }
+       { buf[n++] = $0 }' "$out" | tail -n 200
+fi
 rm -f "$out"
 pass=${pass:-0}; fail=${fail:-0}; skip=${skip:-0}
 # a crashed runner or a failed type check / lint counts as a failure

@@ -196,6 +196,20 @@ export function canPing(fromNs: string, ip: string, count = 1): boolean {
   return sh(["ip", "netns", "exec", fromNs, "ping", fam, "-c", String(count), "-W", "1", "-i", "0.2", "-q", ip]).code === 0;
 }
 
+/**
+ * Positive reachability right after a burst of set-up: one ping may meet a first
+ * ARP request that the kernel drops (seen once in ~25 runs of 50 parallel ADDs
+ * followed by a namespace teardown), so this tries single pings until `withinMs`.
+ * Isolation checks keep using canPing: a drop there must fail on the first try.
+ */
+export function reachable(fromNs: string, ip: string, withinMs = 3000): boolean {
+  const deadline = performance.now() + withinMs;
+  do {
+    if (canPing(fromNs, ip, 1)) return true;
+  } while (performance.now() < deadline);
+  return false;
+}
+
 export interface EchoServer {
   stop(): Promise<void>;
 }
@@ -289,4 +303,28 @@ export async function iperf3Bps(ns: string, host: string, port: number, opts: { 
     await Bun.sleep(250);
   }
   throw new Error(`iperf3 from ${ns} to ${host}:${port} failed: ${last}`);
+}
+
+/**
+ * Measures a rate limit of `target` bits/s: up to `tries` iperf3 runs, stopping at
+ * the first within `tolerance`; returns that run or, when none is, the one
+ * closest to the target (so the caller's assertion shows the real miss). A
+ * shaper does not speed a flow up, but a loaded 2-core machine can slow one run
+ * down; a limit that does not hold misses in every run.
+ */
+export async function iperf3Near(
+  ns: string,
+  host: string,
+  port: number,
+  target: number,
+  opts: { reverse?: boolean; seconds?: number; tolerance?: number; tries?: number } = {},
+): Promise<number> {
+  const tol = opts.tolerance ?? 0.1;
+  let best = Number.NaN;
+  for (let i = 0; i < (opts.tries ?? 3); i++) {
+    const bps = await iperf3Bps(ns, host, port, opts);
+    if (Number.isNaN(best) || Math.abs(bps - target) < Math.abs(best - target)) best = bps;
+    if (Math.abs(bps - target) / target < tol) break;
+  }
+  return best;
 }

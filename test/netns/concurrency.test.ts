@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startDaemon, type TestDaemon } from "../harness/daemon.ts";
-import { assertRootUntouched, canPing, createSandbox, ipJson, RUN_PREFIX, type Sandbox } from "../harness/sandbox.ts";
+import { assertRootUntouched, createSandbox, ipJson, RUN_PREFIX, reachable, type Sandbox } from "../harness/sandbox.ts";
 import { type CniCall, type CniOut, cniAsync, leases } from "./cni-util.ts";
 
 assertRootUntouched();
@@ -83,7 +83,7 @@ describe(`berthd: ${N} parallel container runs on one bridge network, 2 rounds`,
       expect(Object.keys(net.Containers).length).toBe(N);
       // a sample of 5, pinged from another container
       const from = cs[0]!.NetnsName;
-      for (const i of [1, 13, 25, 37, 49]) expect(canPing(from, addrs[i]!.split("/")[0]!, 1)).toBe(true);
+      for (const i of [1, 13, 25, 37, 49]) expect(reachable(from, addrs[i]!.split("/")[0]!)).toBe(true);
       expect(d.logs()).not.toMatch(BUSY_RE);
       console.log(`round ${round}: ${N} parallel runs in ${Math.round(ms)} ms`);
 
@@ -129,24 +129,29 @@ describe(`CNI bridge + host-local: ${N} parallel ADDs, ${N} parallel DELs, GC ra
     let t0 = performance.now();
     const adds = await Promise.all(nss.map((ns, i) => call({ command: "ADD", conf: c, containerId: `ctr${i}`, netns: ns })));
     const addMs = performance.now() - t0;
-    expect(fail(adds)).toEqual([]);
-    const addrs = adds.map((a) => String(a.json?.ips?.[0]?.address ?? ""));
-    expect(addrs.filter((a) => a === "")).toEqual([]);
-    expect(new Set(addrs).size).toBe(N);
-    const held = await leases(dataDir, "cc1");
-    expect(held.length).toBe(N);
-    expect(held.map((l) => l.split("=")[1]).sort()).toEqual(addrs.map((a) => a.split("/")[0]!).sort());
-    // every namespace holds the address its ADD reported
-    for (const [i, ns] of nss.entries()) {
-      const got = ipJson<{ addr_info: { family: string; local: string; prefixlen: number }[] }[]>(ns, "addr", "show", "eth0")
-        .flatMap((l) => l.addr_info.filter((a) => a.family === "inet").map((a) => `${a.local}/${a.prefixlen}`));
-      expect(got).toEqual([addrs[i]!]);
+    let delMs = 0;
+    let dels: CniOut[] = [];
+    try {
+      expect(fail(adds)).toEqual([]);
+      const addrs = adds.map((a) => String(a.json?.ips?.[0]?.address ?? ""));
+      expect(addrs.filter((a) => a === "")).toEqual([]);
+      expect(new Set(addrs).size).toBe(N);
+      const held = await leases(dataDir, "cc1");
+      expect(held.length).toBe(N);
+      expect(held.map((l) => l.split("=")[1]).sort()).toEqual(addrs.map((a) => a.split("/")[0]!).sort());
+      // every namespace holds the address its ADD reported
+      for (const [i, ns] of nss.entries()) {
+        const got = ipJson<{ addr_info: { family: string; local: string; prefixlen: number }[] }[]>(ns, "addr", "show", "eth0")
+          .flatMap((l) => l.addr_info.filter((a) => a.family === "inet").map((a) => `${a.local}/${a.prefixlen}`));
+        expect(got).toEqual([addrs[i]!]);
+      }
+      expect(reachable(nss[0]!, addrs[N - 1]!.split("/")[0]!)).toBe(true);
+    } finally {
+      // the DELs run whatever failed above, so the next test starts from empty namespaces
+      t0 = performance.now();
+      dels = await Promise.all(nss.map((ns, i) => call({ command: "DEL", conf: c, containerId: `ctr${i}`, netns: ns })));
+      delMs = performance.now() - t0;
     }
-    expect(canPing(nss[0]!, addrs[N - 1]!.split("/")[0]!, 1)).toBe(true);
-
-    t0 = performance.now();
-    const dels = await Promise.all(nss.map((ns, i) => call({ command: "DEL", conf: c, containerId: `ctr${i}`, netns: ns })));
-    const delMs = performance.now() - t0;
     expect(fail(dels)).toEqual([]);
     expect(await leases(dataDir, "cc1")).toEqual([]);
     for (const ns of nss) expect(ipJson<{ ifname: string }[]>(ns, "link", "show").map((l) => l.ifname)).toEqual(["lo"]);
