@@ -16,7 +16,8 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { startDaemon, type TestDaemon } from "../harness/daemon.ts";
 import { startDockerd, type TestDockerd } from "../harness/dockerd.ts";
-import { addExternalClient, assertRootUntouched, createSandbox, ipJson, type Sandbox } from "../harness/sandbox.ts";
+import { addExternalClient, assertRootUntouched, createSandbox, ipJson, reachable, type Sandbox } from "../harness/sandbox.ts";
+import { addSegment } from "../harness/segment.ts";
 
 assertRootUntouched();
 
@@ -195,6 +196,44 @@ describe("dockerd with Berth as remote network + IPAM plugin", () => {
     expect(d.cli("network", "ls", "-q").out).toBe(nets);
     expect(ipJson<{ ifname: string }[]>(sb.host, "link", "show").length).toBe(links);
     expect(docker("network", "ls", "-q", "--filter", "name=bad").out.trim()).toBe("");
+  }, 60_000);
+
+  test("-o berth.driver=macvlan: containers on a LAN parent get their own MACs and reach each other and a LAN peer", () => {
+    const lan = addSegment(sb, "dkup0", "10.217.0.254/24");
+    ok("network", "create", "-d", "berth", "-o", "berth.driver=macvlan", "-o", "parent=dkup0", "--subnet", "10.217.0.0/24", "--gateway", "10.217.0.254", "mv1");
+    const [bm] = JSON.parse(d.cli("network", "inspect", inspectNet("mv1").Id).out);
+    expect(bm.Driver).toBe("macvlan");
+    expect(bm.BerthDriverState).toEqual({ parent: "dkup0", mode: "bridge" });
+    timed("run -d (macvlan)", () => ok("run", "-d", "--name", "m1", "--network", "mv1", IMAGE, "sleep", "600"));
+    ok("run", "-d", "--name", "m2", "--network", "mv1", IMAGE, "sleep", "600");
+    const ip1 = ipOf("m1", "mv1");
+    const ip2 = ipOf("m2", "mv1");
+    expect([ip1, ip2]).toEqual(["10.217.0.1", "10.217.0.2"]);
+    // eth0 inside the container is a macvlan child of the parent, with a MAC of its own
+    const pid = ok("inspect", "-f", "{{.State.Pid}}", "m1");
+    const link = Bun.spawnSync(["nsenter", `--net=/proc/${pid}/ns/net`, "--", "ip", "-j", "-d", "link", "show", "eth0"], { stdout: "pipe" });
+    const [eth0] = JSON.parse(link.stdout.toString()) as { address: string; linkinfo?: { info_kind?: string; info_data?: { mode?: string } } }[];
+    expect(eth0?.linkinfo?.info_kind).toBe("macvlan");
+    expect(eth0?.linkinfo?.info_data?.mode).toBe("bridge");
+    const mac1 = ok("inspect", "-f", '{{(index .NetworkSettings.Networks "mv1").MacAddress}}', "m1");
+    const mac2 = ok("inspect", "-f", '{{(index .NetworkSettings.Networks "mv1").MacAddress}}', "m2");
+    const parentMac = ipJson<{ address: string }[]>(sb.host, "link", "show", "dev", "dkup0")[0]!.address;
+    expect(new Set([mac1, mac2, parentMac]).size).toBe(3);
+    expect(eth0?.address).toBe(mac1);
+    expect(ok("exec", "m1", "ip", "route")).toContain("default via 10.217.0.254 dev eth0");
+    expect(ping("m1", ip2)).toBe(true);
+    expect(ping("m1", lan.ip)).toBe(true);
+    expect(reachable(lan.ns, ip2)).toBe(true);
+    // the LAN peer sees each container under its own MAC
+    const neigh = ipJson<{ dst: string; lladdr?: string }[]>(lan.ns, "neigh", "show");
+    expect(neigh.find((n) => n.dst === ip2)?.lladdr).toBe(mac2);
+    // no path from the macvlan network to a Berth bridge network
+    expect(ping("m1", ipOf("c1", "bn1"))).toBe(false);
+    // the host keeps no macvlan child once the containers are gone
+    ok("rm", "-f", "m1", "m2");
+    ok("network", "rm", "mv1");
+    const children = ipJson<{ ifname: string; linkinfo?: { info_kind?: string } }[]>(sb.host, "-d", "link", "show").filter((l) => l.linkinfo?.info_kind === "macvlan");
+    expect(children).toEqual([]);
   }, 60_000);
 
   test("teardown through docker removes every Berth object (endpoints, networks, pools)", async () => {
