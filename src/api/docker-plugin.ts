@@ -312,8 +312,10 @@ const join = method(
   async (ctl, r) => {
     await dockerNetwork(ctl, r.networkId);
     const { net, ep, link } = await ctl.joinExternal(r.networkId, r.endpointId, r.sandboxKey);
-    const gw4 = ep.gateways.find((g) => g.family === 4);
-    const gw6 = ep.gateways.find((g) => g.family === 6);
+    // overlay: no gateway on the network; without one Docker adds docker_gwbridge as the way out
+    const gateways = ctl.leavesThroughGatewayBridge(net) ? [] : ep.gateways;
+    const gw4 = gateways.find((g) => g.family === 4);
+    const gw6 = gateways.find((g) => g.family === 6);
     return {
       InterfaceName: { SrcName: link, DstPrefix: "eth" },
       ...(gw4 ? { Gateway: gw4.toString() } : {}),

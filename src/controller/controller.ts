@@ -477,6 +477,16 @@ export class Controller {
     return supportsExternalSandboxes(this.driver(driverName));
   }
 
+  /**
+   * Whether the network's containers leave through a gateway bridge rather than
+   * a gateway on the network itself (overlay): an external runtime must then
+   * provide that way out itself (dockerd attaches docker_gwbridge).
+   */
+  leavesThroughGatewayBridge(net: NetworkRecord): boolean {
+    const driver = this.driver(net.driver);
+    return isGatewayBridged(driver) && driver.needsGatewayBridge(net);
+  }
+
   /** One endpoint of a network, by endpoint id. */
   async getEndpoint(network: string, endpointId: string): Promise<{ net: NetworkRecord; ep: EndpointRecord }> {
     const net = await this.getNetwork(network);

@@ -42,7 +42,14 @@ export interface Multihost {
   cleanup(): Promise<void>;
 }
 
-export async function createMultihost(n = 3, o: { hostTtl?: number; extra?: string[] } = {}): Promise<Multihost> {
+export interface MultihostOptions {
+  hostTtl?: number;
+  extra?: string[];
+  /** Runs in each host's sandbox before its berthd starts (e.g. a dockerd); returns extra berthd arguments. */
+  beforeDaemon?: (name: string, sb: Sandbox) => Promise<string[]>;
+}
+
+export async function createMultihost(n = 3, o: MultihostOptions = {}): Promise<Multihost> {
   const underlay = createSandbox("ul");
   const hosts: TestHost[] = [];
   let etcd: TestEtcd | undefined;
@@ -77,7 +84,7 @@ export async function createMultihost(n = 3, o: { hostTtl?: number; extra?: stri
       sh("ip", "-n", underlay.host, "link", "set", port, "up");
       const args = [
         "--store", etcd.url, "--host-name", name, "--advertise-addr", ip, "--host-ttl", String(o.hostTtl ?? 3),
-        "--dns-upstream", `${UNDERLAY_SWITCH_IP}:53`, ...(o.extra ?? []),
+        "--dns-upstream", `${UNDERLAY_SWITCH_IP}:53`, ...(o.extra ?? []), ...(o.beforeDaemon ? await o.beforeDaemon(name, sb) : []),
       ];
       const so: StartDaemonOptions = { argvPrefix: ["nsenter", `--net=/run/netns/${sb.host}`, "--"] };
       const h: TestHost = {

@@ -9,12 +9,13 @@
  * containers leave through their host's gateway bridge (the controller attaches
  * them to it, see GatewayBridged), so two overlays never meet on a host.
  *
- * Needs a multi-host store and an advertise address (`OverlayCluster`).
+ * Needs a multi-host store and an advertise address (`OverlayCluster`). Through
+ * Docker's remote driver the container end is handed to dockerd (ExternalSandboxes).
  */
 import { conflict, invalid, systemError, unavailable } from "../../errors.ts";
 import type { IP } from "../../net/index.ts";
 import type { EndpointRecord, NetworkRecord, Store } from "../../store/types.ts";
-import type { Driver, DriverContext, DriverState, GatewayBridged, Sandbox } from "../driver.ts";
+import type { Driver, DriverContext, DriverState, ExternalSandboxes, GatewayBridged, Sandbox } from "../driver.ts";
 import { bridgeName, FIRST_VNI, MAX_VNI, OPT_MTU, OPT_VNI, parseOverlayOptions, VXLAN_OVERHEAD, VXLAN_PORT, vxlanName } from "./options.ts";
 
 /** What the overlay needs to know about the cluster: who this host is and who is alive. */
@@ -42,7 +43,7 @@ export interface OverlayEndpointState extends DriverState {
 
 const vniKey = (vni: number): string => `overlay.vni.${vni}`;
 
-export class OverlayDriver implements Driver, GatewayBridged {
+export class OverlayDriver implements Driver, GatewayBridged, ExternalSandboxes {
   readonly name = "overlay";
   readonly scope = "global" as const;
   readonly needsAddresses = true;
@@ -176,6 +177,15 @@ export class OverlayDriver implements Driver, GatewayBridged {
       throw e;
     }
     return { hostIfname, peerIfname };
+  }
+
+  /**
+   * For dockerd (remote driver): the container end, still in the host namespace
+   * after createEndpoint. Join gives Docker no gateway, so Docker attaches the
+   * container to its own docker_gwbridge for the way out, as with its overlay.
+   */
+  containerLink(_net: NetworkRecord, ep: EndpointRecord): string {
+    return (ep.driverState as OverlayEndpointState).peerIfname;
   }
 
   async deleteEndpoint(_net: NetworkRecord, ep: EndpointRecord): Promise<void> {
