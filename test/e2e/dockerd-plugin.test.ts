@@ -188,6 +188,10 @@ describe("dockerd with Berth as remote network + IPAM plugin", () => {
     const bad = docker("network", "create", "-d", "berth", "-o", "no.such.option=1", "bad1");
     expect(bad.code).toBe(1);
     expect(bad.err).toContain("remote: unknown bridge option");
+    // an overlay needs berthd on a shared store: refused by name, nothing made
+    const ovl = docker("network", "create", "-d", "berth", "-o", "berth.driver=overlay", "--subnet", "10.218.0.0/24", "bad3");
+    expect(ovl.code).toBe(1);
+    expect(ovl.err).toContain("overlay networks need a shared store");
     expect(d.cli("network", "create", "--subnet", "10.216.0.0/24", "native1").code).toBe(0);
     const over = docker("network", "create", "-d", "berth", "--subnet", "10.216.0.0/24", "bad2");
     expect(over.code).toBe(1);
