@@ -24,6 +24,8 @@ TEST_DEPS+=(/usr/bin/chromium:chromium)
 # the benchmarks' peers and tools (bench/run.ts; its smoke test is in the suite): netavark and aardvark-dns
 # (podman's backend and DNS), rsvg-convert for the PNG charts, gcc for bench/tools/tcpbench.c
 TEST_DEPS+=(/usr/lib/podman/netavark:netavark /usr/lib/podman/aardvark-dns:aardvark-dns rsvg-convert:librsvg2-bin gcc:gcc)
+# strace: test/unit/store-durability counts the store's fsyncs
+TEST_DEPS+=(strace:strace)
 
 want=("${RUNTIME_DEPS[@]}")
 case "${1:-}" in --test|--bench) want+=("${TEST_DEPS[@]}") ;; esac

@@ -186,6 +186,8 @@ export class Controller {
       await this.syncFirewall();
       this.faults.hit("createNetwork:after-firewall");
       undo.commit();
+      // a network definition outlives a reboot (endpoints do not): durable before the answer
+      await this.store.sync();
       this.events.emit("network", "create", net.id, { name: net.name, type: net.driver });
       return net;
     } catch (e) {
@@ -232,6 +234,7 @@ export class Controller {
     // (which would recreate the bridge from a record about to disappear)
     await this.exclusive(() => this.teardownNetwork(net));
     await this.syncFirewall();
+    await this.store.sync();
     this.events.emit("network", "destroy", net.id, { name: net.name, type: net.driver });
   }
 

@@ -37,7 +37,9 @@ export async function openDaemonStore(c: ClusterConfig): Promise<OpenedStore> {
     if (c.advertiseAddr !== undefined) {
       throw invalid("advertise-needs-etcd", "--advertise-addr needs a shared store (--store etcd://HOST:PORT)", "advertise-addr");
     }
-    return { store: openSqliteStore(c.stateDir) };
+    // commits survive a berthd crash at once; network and pool definitions are fsynced
+    // (Store.sync), endpoints are not worth an fsync each: no sandbox survives a reboot
+    return { store: openSqliteStore(c.stateDir, { durability: "sync-on-demand" }) };
   }
   const store = await openEtcdStore({ url: c.store, ...(c.hostName ? { host: c.hostName } : {}) });
   if (c.advertiseAddr === undefined) return { store };

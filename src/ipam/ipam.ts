@@ -271,6 +271,13 @@ export class Ipam {
     await this.store.meta.set(RESERVED_META_KEY, JSON.stringify(list.map(reservationToJson)));
   }
 
+  /** Pool reservations outlive a reboot: durable before the answer (see Store.sync). */
+  private async durable<T>(p: Promise<T>): Promise<T> {
+    const out = await p;
+    await this.store.sync();
+    return out;
+  }
+
   /**
    * Reserves a pool outside any network: the given subnet (no overlap with any
    * network or reservation: forbidden "pool-overlap") or the first free default
@@ -278,7 +285,7 @@ export class Ipam {
    */
   reservePool(req: ReservePoolRequest): Promise<PoolReservation> {
     const field = req.field ?? "Pool";
-    return this.store.transaction(async (tx) => {
+    return this.durable(this.store.transaction(async (tx) => {
       const ipam = this.using(tx);
       const list = await ipam.reservedPools();
       if (list.some((r) => r.id === req.id)) throw conflict("pool-exists", `address pool ${req.id} already exists`, field);
@@ -302,12 +309,12 @@ export class Ipam {
       const r: PoolReservation = { id: req.id, owner: req.owner, pool, created: (this.options.now?.() ?? new Date()).toISOString() };
       await ipam.saveReserved([...list, r]);
       return r;
-    });
+    }));
   }
 
   /** Changes a reservation's pool (e.g. sets its gateway) in one transaction; `f` may throw to refuse. */
   updateReservedPool(id: string, f: (pool: IpamPoolConfig, tx: Store) => Promise<IpamPoolConfig> | IpamPoolConfig): Promise<PoolReservation> {
-    return this.store.transaction(async (tx) => {
+    return this.durable(this.store.transaction(async (tx) => {
       const ipam = this.using(tx);
       const list = await ipam.reservedPools();
       const r = list.find((x) => x.id === id);
@@ -317,19 +324,19 @@ export class Ipam {
       const next = { ...r, pool };
       await ipam.saveReserved(list.map((x) => (x.id === id ? next : x)));
       return next;
-    });
+    }));
   }
 
   /** Forgets a reservation and every address allocated from it. Idempotent: false when there was none. */
   releaseReservedPool(id: string): Promise<boolean> {
-    return this.store.transaction(async (tx) => {
+    return this.durable(this.store.transaction(async (tx) => {
       const ipam = this.using(tx);
       const list = await ipam.reservedPools();
       if (!list.some((r) => r.id === id)) return false;
       await tx.allocations.deleteNetwork(id);
       await ipam.saveReserved(list.filter((r) => r.id !== id));
       return true;
-    });
+    }));
   }
 
   async allocate(req: AllocateRequest): Promise<Allocation> {

@@ -6,14 +6,17 @@
  * lock is taken before anything is read, and busy_timeout makes the others
  * wait for it instead of failing. synchronous=FULL makes a commit durable;
  * `durability: "os"` (synchronous=OFF) hands commits to the OS without fsync:
- * they survive a crash of the process (SIGKILL) but not of the machine.
+ * they survive a crash of the process (SIGKILL) but not of the machine;
+ * `durability: "sync-on-demand"` (WAL with synchronous=NORMAL) is the same per
+ * commit, and `sync()` fsyncs the log, making everything committed so far
+ * durable (a power loss can only cut off a suffix of the transactions since).
  *
  * Inside one process, `transaction(fn)` holds the connection for the whole of
  * the (async) `fn`; other calls on the root store wait until it ends, so no
  * unrelated statement slips into an open transaction.
  */
 import { Database, SQLiteError } from "bun:sqlite";
-import { mkdirSync } from "node:fs";
+import { closeSync, fsyncSync, mkdirSync, openSync } from "node:fs";
 import { join } from "node:path";
 import { BerthError, systemError, unavailable } from "../errors.ts";
 import { migrate } from "./schema.ts";
@@ -165,6 +168,7 @@ class SqliteStoreImpl extends TablesStore implements SqliteStore {
   constructor(
     readonly path: string,
     private readonly h: Handle,
+    private readonly syncOnDemand: boolean,
   ) {
     super(makeTables(new RootCtx(h)));
   }
@@ -190,6 +194,23 @@ class SqliteStoreImpl extends TablesStore implements SqliteStore {
     } finally {
       ctx.active = false;
       release();
+    }
+  }
+
+  override async sync(): Promise<void> {
+    if (!this.syncOnDemand) return;
+    // every commit has been written to the WAL (or checkpointed into the database
+    // file, whose checkpoints fsync); one fsync of each makes them all durable
+    for (const file of [`${this.path}-wal`, this.path]) {
+      let fd: number | undefined;
+      try {
+        fd = openSync(file, "r+");
+        fsyncSync(fd);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw systemError("store-sync", `cannot sync ${file}: ${(e as Error).message}`);
+      } finally {
+        if (fd !== undefined) closeSync(fd);
+      }
     }
   }
 
@@ -219,7 +240,7 @@ export interface SqliteOptions {
    * last connection checkpoints with two of them). For state that does not
    * outlive a reboot anyway, like the CNI host-local leases.
    */
-  durability?: "full" | "os";
+  durability?: "full" | "os" | "sync-on-demand";
 }
 
 /** Opens (creating and migrating if needed) the store in `stateDir`. */
@@ -239,12 +260,13 @@ export function openSqliteStore(stateDir: string, opts: SqliteOptions = {}): Sql
   try {
     db.run(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
     retryBusy(() => db.run("PRAGMA journal_mode = WAL"));
-    db.run(opts.durability === "os" ? "PRAGMA synchronous = OFF" : "PRAGMA synchronous = FULL");
+    const sync = { full: "FULL", os: "OFF", "sync-on-demand": "NORMAL" }[opts.durability ?? "full"];
+    db.run(`PRAGMA synchronous = ${sync}`);
     db.run("PRAGMA foreign_keys = ON");
     retryBusy(() => immediate(db, () => migrate(db)));
   } catch (e) {
     db.close();
     throw e instanceof BerthError ? e : mapError(e);
   }
-  return new SqliteStoreImpl(path, new Handle(db));
+  return new SqliteStoreImpl(path, new Handle(db), opts.durability === "sync-on-demand");
 }

@@ -33,6 +33,9 @@ export class TablesStore implements Store {
     return fn(this);
   }
 
+  /** Inside a transaction there is nothing committed yet to sync: the outer store syncs. */
+  async sync(): Promise<void> {}
+
   close(): Promise<void> {
     return Promise.reject(systemError("tx-close", "close() inside a transaction"));
   }

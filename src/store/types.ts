@@ -230,5 +230,11 @@ export interface Store {
    */
   readonly host?: string;
   transaction<T>(fn: (tx: Store) => Promise<T>): Promise<T>;
+  /**
+   * Makes every transaction committed so far durable on disk (power loss). A
+   * no-op for stores whose every commit already is (etcd, SQLite "full"). Called
+   * after the changes that must outlive a reboot: network and pool definitions.
+   */
+  sync(): Promise<void>;
   close(): Promise<void>;
 }
