@@ -10,6 +10,7 @@ import type { OverlayDriver } from "../drivers/overlay/overlay-driver.ts";
 import { invalid } from "../errors.ts";
 import { IP } from "../net/index.ts";
 import type { Logger } from "../observe/log.ts";
+import { withEndpointIndex } from "../store/endpoint-index.ts";
 import { HostRegistry } from "../store/etcd/hosts.ts";
 import { openEtcdStore } from "../store/etcd/store.ts";
 import { openSqliteStore } from "../store/index.ts";
@@ -39,7 +40,8 @@ export async function openDaemonStore(c: ClusterConfig): Promise<OpenedStore> {
     }
     // commits survive a berthd crash at once; network and pool definitions are fsynced
     // (Store.sync), endpoints are not worth an fsync each: no sandbox survives a reboot
-    return { store: openSqliteStore(c.stateDir, { durability: "sync-on-demand" }) };
+    // berthd alone writes it (the CLI goes through the API): whole-network endpoint reads come from memory
+    return { store: await withEndpointIndex(openSqliteStore(c.stateDir, { durability: "sync-on-demand" })) };
   }
   const store = await openEtcdStore({ url: c.store, ...(c.hostName ? { host: c.hostName } : {}) });
   if (c.advertiseAddr === undefined) return { store };

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { isId, newId, openSqliteStore, type SqliteStore } from "../../src/store/index.ts";
 import { SCHEMA_VERSION } from "../../src/store/schema.ts";
+import { withEndpointIndex } from "../../src/store/endpoint-index.ts";
 import { storeContract } from "./store-contract.ts";
 import { expectError, network, pool, tempStore } from "../fixtures/ipam-helpers.ts";
 
@@ -70,6 +71,13 @@ describe("open", () => {
 storeContract(async () => {
   const t = tempStore();
   return { store: t.store, cleanup: t.cleanup };
+});
+
+describe("with the endpoint index (berthd's store)", () => {
+  storeContract(async () => {
+    const t = tempStore();
+    return { store: await withEndpointIndex(t.store), cleanup: t.cleanup };
+  });
 });
 
 describe("transactions (SQLite: one writer at a time)", () => {
