@@ -8,27 +8,27 @@
  * idempotent and best effort.
  */
 import type { Dataplane } from "../dataplane/dataplane.ts";
-import type { Driver, DriverContext } from "../drivers/driver.ts";
-import { canPublishPorts, supportsExternalSandboxes } from "../drivers/driver.ts";
 import { BridgeDriver } from "../drivers/bridge/bridge-driver.ts";
 import { parseBridgeOptions } from "../drivers/bridge/options.ts";
+import type { Driver, DriverContext } from "../drivers/driver.ts";
+import { canPublishPorts, isGatewayBridged, supportsExternalSandboxes } from "../drivers/driver.ts";
 import { HostDriver } from "../drivers/host/host-driver.ts";
 import { IpvlanDriver } from "../drivers/ipvlan/ipvlan-driver.ts";
 import { MacvlanDriver } from "../drivers/macvlan/macvlan-driver.ts";
 import { NullDriver } from "../drivers/null/null-driver.ts";
 import { type OverlayCluster, OverlayDriver } from "../drivers/overlay/overlay-driver.ts";
-import { isGatewayBridged } from "../drivers/driver.ts";
-import { attachGatewayBridge, detachGatewayBridgeIfUnused } from "./gateway-bridge.ts";
 import { BerthError, conflict, forbidden, invalid, notFound, unavailable } from "../errors.ts";
 import { Firewall } from "../firewall/firewall.ts";
-import type { FirewallNetwork, FirewallSource, FirewallOpenPort, FirewallPort, FirewallState } from "../firewall/ruleset.ts";
-import { type LoopbackForward, Loopback6Proxy } from "../proxy/loopback6.ts";
+import type { FirewallNetwork, FirewallOpenPort, FirewallPort, FirewallSource, FirewallState } from "../firewall/ruleset.ts";
 import type { Ipam } from "../ipam/index.ts";
-import { IP, MAC, type PortMapping, type Prefix, validateContainerId, validateIfName, validateNetworkName, validateDnsLabel } from "../net/index.ts";
+import { IP, MAC, type PortMapping, type Prefix, validateContainerId, validateDnsLabel, validateIfName, validateNetworkName } from "../net/index.ts";
+import { EventBus } from "../observe/events.ts";
+import { Loopback6Proxy, type LoopbackForward } from "../proxy/loopback6.ts";
+import { canScanEndpoints } from "../store/endpoint-index.ts";
 import { isId, newId, nowIso } from "../store/index.ts";
 import type { EndpointRecord, NetworkRecord, Store, StoredPortMapping } from "../store/types.ts";
-import { EventBus } from "../observe/events.ts";
 import { Faults } from "./faults.ts";
+import { attachGatewayBridge, detachGatewayBridgeIfUnused } from "./gateway-bridge.ts";
 import type { ConnectRequest, CreateNetworkRequest, NetworkFilter } from "./types.ts";
 import { UndoStack } from "./undo.ts";
 
@@ -413,7 +413,7 @@ export class Controller {
   /** Detaches a container from a network. Missing kernel objects are fine (idempotent). */
   async disconnect(network: string, containerId: string, netns: string): Promise<void> {
     const net = await this.getNetwork(network);
-    const ep = (await this.store.endpoints.listByNetwork(net.id)).find((e) => e.containerId === containerId);
+    const ep = (await this.store.endpoints.listByContainer(containerId)).find((e) => e.networkId === net.id);
     if (!ep) {
       throw notFound("endpoint-not-found", `container ${containerId} is not connected to network ${net.name}`, "Container");
     }
@@ -627,7 +627,8 @@ export class Controller {
         masquerade: net.internal || !opts.masquerade ? [] : net.ipam.pools.map((p) => p.subnet).filter((p) => !routed(p.family)),
         routed: net.ipam.pools.map((p) => p.subnet).filter((p) => routed(p.family)),
       });
-      for (const ep of await this.store.endpoints.listByNetwork(net.id)) {
+      const eps = canScanEndpoints(this.store) ? this.store.scanEndpoints(net.id) : await this.store.endpoints.listByNetwork(net.id);
+      for (const ep of eps) {
         // anti-spoofing: the container's port may send only from its own MAC and addresses (an
         // external runtime's endpoint is configured by that runtime, so its port is not policed)
         const port = (ep.driverState as { hostIfname?: string }).hostIfname;

@@ -10,6 +10,7 @@
 import type { LinkSnapshot } from "../drivers/driver.ts";
 import { isReconcilable } from "../drivers/driver.ts";
 import { BRIDGE_TABLE_FAMILY, type FirewallState, renderBridgeTable, ruleCount, TABLE_FAMILY, TABLE_NAME } from "../firewall/ruleset.ts";
+import { canScanEndpoints } from "../store/endpoint-index.ts";
 import type { Controller } from "./controller.ts";
 
 export interface Repair {
@@ -91,7 +92,8 @@ export class Reconciler {
     for (const net of nets) {
       const d = this.ctl.driver(net.driver);
       if (!isReconcilable(d)) continue;
-      for (const ep of await store.endpoints.listByNetwork(net.id)) {
+      const eps = canScanEndpoints(store) ? store.scanEndpoints(net.id) : await store.endpoints.listByNetwork(net.id);
+      for (const ep of eps) {
         if (ep.pending) continue; // being connected or disconnected right now
         const problems = d.checkEndpoint(net, ep, links);
         if (problems.length === 0) continue;
@@ -99,7 +101,9 @@ export class Reconciler {
         if (!c || c.netns === "" || !dp.netnsExists(c.netns)) continue; // sandbox gone: GC's business, not repair
         await note(`endpoint ${ep.ifname} of ${c.name} on ${net.name}`, problems.join("; "), () =>
           this.ctl.exclusive(async () => {
-            if (await store.endpoints.get(ep.id)) await d.repairEndpoint(net, ep, { containerId: c.id, netns: c.netns });
+            // the record as it is now (and a copy of its own: `ep` may be the index's)
+            const now = await store.endpoints.get(ep.id);
+            if (now) await d.repairEndpoint(net, now, { containerId: c.id, netns: c.netns });
           }),
         );
       }

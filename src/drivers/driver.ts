@@ -65,7 +65,7 @@ export interface Reconcilable {
   /** One dump of the host's links, shared by all checks of one pass. */
   checkNetwork(net: NetworkRecord, hostLinks: ReadonlyMap<string, LinkSnapshot>): string[];
   repairNetwork(net: NetworkRecord): Promise<void>;
-  checkEndpoint(net: NetworkRecord, ep: EndpointRecord, hostLinks: ReadonlyMap<string, LinkSnapshot>): string[];
+  checkEndpoint(net: NetworkRecord, ep: Readonly<EndpointRecord>, hostLinks: ReadonlyMap<string, LinkSnapshot>): string[];
   repairEndpoint(net: NetworkRecord, ep: EndpointRecord, sb: Sandbox): Promise<void>;
 }
 

@@ -15,6 +15,9 @@ function checkFamily(family: unknown): Family {
   return family;
 }
 
+/** IP.toString's results (an IP is frozen, so the text cannot live on it). */
+const texts = new WeakMap<IP, string>();
+
 export class IP {
   readonly family: Family;
   /** The address as an unsigned integer: 32-bit for IPv4, 128-bit for IPv6. */
@@ -81,7 +84,13 @@ export class IP {
 
   /** Dotted quad for IPv4; RFC 5952 canonical text for IPv6. */
   toString(): string {
-    return this.family === 4 ? formatV4(this.value) : formatV6(this.value);
+    // immutable (and frozen): formatted once, remembered beside it
+    let t = texts.get(this);
+    if (t === undefined) {
+      t = this.family === 4 ? formatV4(this.value) : formatV6(this.value);
+      texts.set(this, t);
+    }
+    return t;
   }
 
   toJSON(): string {

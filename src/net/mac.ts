@@ -9,6 +9,7 @@ const OCTET = /^[0-9a-fA-F]{2}$/;
 
 export class MAC {
   readonly #bytes: Uint8Array;
+  #text: string | undefined;
 
   private constructor(bytes: Uint8Array) {
     this.#bytes = bytes;
@@ -92,7 +93,9 @@ export class MAC {
 
   /** Lowercase, colon separated: "02:42:ac:11:00:02". */
   toString(): string {
-    return Array.from(this.#bytes, (x) => x.toString(16).padStart(2, "0")).join(":");
+    // immutable: formatted once (the firewall renders every container's MAC on each sync)
+    this.#text ??= Array.from(this.#bytes, (x) => x.toString(16).padStart(2, "0")).join(":");
+    return this.#text;
   }
 
   toJSON(): string {

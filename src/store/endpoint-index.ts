@@ -16,6 +16,17 @@
  */
 import type { EndpointRecord, EndpointTable, Store } from "./types.ts";
 
+/** A deep copy of JSON-like data (a driver's state): much cheaper than structuredClone for a few keys. */
+function clonePlain<T>(v: T): T {
+  if (Array.isArray(v)) return v.map(clonePlain) as T;
+  if (v !== null && typeof v === "object") {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) out[k] = clonePlain(x);
+    return out as T;
+  }
+  return v;
+}
+
 function copy(r: EndpointRecord): EndpointRecord {
   return {
     ...r,
@@ -23,25 +34,43 @@ function copy(r: EndpointRecord): EndpointRecord {
     gateways: [...r.gateways],
     ports: r.ports.map((p) => ({ ...p })),
     aliases: [...r.aliases],
-    driverState: structuredClone(r.driverState),
+    driverState: clonePlain(r.driverState),
     ...(r.external ? { external: { ...r.external } } : {}),
   };
+}
+
+/** The store's order: creation time, then id. */
+function storeOrder(a: EndpointRecord, b: EndpointRecord): number {
+  return a.created < b.created ? -1 : a.created > b.created ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 }
 
 type Change = { put: EndpointRecord } | { remove: string };
 
 class Index {
+  /** Per network, its endpoints in the store's order (Map insertion order, kept on update). */
   private readonly byNetwork = new Map<string, Map<string, EndpointRecord>>();
   private readonly networkOf = new Map<string, string>();
+  /** Networks whose Map order broke (an endpoint created out of time order): sorted at the next read. */
+  private readonly unsorted = new Set<string>();
+  /** Per network, the latest endpoint ever appended (for the order check). */
+  private readonly newest = new Map<string, EndpointRecord>();
 
   put(r: EndpointRecord): void {
-    this.remove(r.id);
+    if (this.networkOf.get(r.id) !== r.networkId) this.remove(r.id);
     let m = this.byNetwork.get(r.networkId);
     if (!m) {
       m = new Map();
       this.byNetwork.set(r.networkId, m);
     }
-    m.set(r.id, copy(r));
+    const rec = copy(r);
+    if (!m.has(r.id)) {
+      // new endpoints are the newest nearly always: appending keeps the order. `newest` may
+      // name a removed endpoint; comparing with it can only sort when not needed, never miss
+      const newest = this.newest.get(r.networkId);
+      if (newest && storeOrder(newest, rec) > 0) this.unsorted.add(r.networkId);
+      else this.newest.set(r.networkId, rec);
+    }
+    m.set(r.id, rec);
     this.networkOf.set(r.id, r.networkId);
   }
 
@@ -61,11 +90,20 @@ class Index {
     }
   }
 
-  /** In the store's order: by creation time, then id. */
+  /** The index's own records, in the store's order (creation time, then id): never to be changed. */
+  shared(networkId: string): readonly EndpointRecord[] {
+    const m = this.byNetwork.get(networkId);
+    if (!m) return [];
+    if (this.unsorted.delete(networkId)) {
+      const sorted = [...m.values()].sort(storeOrder);
+      m.clear();
+      for (const x of sorted) m.set(x.id, x);
+    }
+    return [...m.values()];
+  }
+
   list(networkId: string): EndpointRecord[] {
-    const eps = [...(this.byNetwork.get(networkId)?.values() ?? [])];
-    eps.sort((a, b) => (a.created < b.created ? -1 : a.created > b.created ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    return eps.map(copy);
+    return this.shared(networkId).map(copy);
   }
 }
 
@@ -122,7 +160,20 @@ class TxView implements Store {
   }
 }
 
-class IndexedStore implements Store {
+/**
+ * Whole-network scans without copies, for hot paths that only read (the firewall
+ * state every connect and every reconcile pass computes). The records are the
+ * index's own: a caller that changed one would corrupt it.
+ */
+export interface EndpointScan {
+  scanEndpoints(networkId: string): readonly Readonly<EndpointRecord>[];
+}
+
+export function canScanEndpoints(s: Store): s is Store & EndpointScan {
+  return typeof (s as Partial<EndpointScan>).scanEndpoints === "function";
+}
+
+class IndexedStore implements Store, EndpointScan {
   readonly endpoints: EndpointTable;
   constructor(
     private readonly inner: Store,
@@ -147,6 +198,9 @@ class IndexedStore implements Store {
       listByNetwork: async (n) => index.list(n),
       listByContainer: (c) => e.listByContainer(c),
     };
+  }
+  scanEndpoints(networkId: string): readonly Readonly<EndpointRecord>[] {
+    return this.index.shared(networkId);
   }
   get networks() {
     return this.inner.networks;

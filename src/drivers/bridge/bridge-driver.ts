@@ -114,7 +114,7 @@ export class BridgeDriver implements Driver, PortPublishing, Reconcilable, Exter
     }
   }
 
-  checkEndpoint(net: NetworkRecord, ep: EndpointRecord, links: ReadonlyMap<string, LinkSnapshot>): string[] {
+  checkEndpoint(net: NetworkRecord, ep: Readonly<EndpointRecord>, links: ReadonlyMap<string, LinkSnapshot>): string[] {
     const nst = net.driverState as Partial<BridgeNetworkState>;
     const st = ep.driverState as Partial<BridgeEndpointState>;
     if (!st.hostIfname || !nst.bridge) return [];
