@@ -18,6 +18,7 @@ import { IP, IPNet, MAC } from "../net/index.ts";
 import { IpBatch } from "./ipbatch.ts";
 import { run, type RunOptions, type RunResult } from "./exec.ts";
 import { withNetnsPath } from "./netns-ffi.ts";
+import { nftInProcess, nftInProcessAvailable, spawnNft } from "./nft-ffi.ts";
 
 export const NETNS_DIR = "/run/netns";
 
@@ -381,9 +382,28 @@ export class Dataplane {
 
   // ---------- nftables ----------
 
+  /**
+   * Runs `nft ARGS` in `ns` (`stdin`: the script for `-f -`) and answers what nft
+   * would: exit code, stdout, stderr; a failing nft is a result, not a throw.
+   * In-process through libnftables (nft-ffi.ts) where it can, else the spawned
+   * binary (under nsenter); BERTH_NFT=spawn forces the latter.
+   */
+  async nft(ns: string | null, args: readonly string[], stdin?: string): Promise<RunResult> {
+    const r = nftInProcess(ns === null ? null : this.netnsPath(ns), args, stdin);
+    if (r) return r;
+    return spawnNft((argv, opts) => this.exec(ns, argv, opts), args, stdin);
+  }
+
+  /** Whether nftables can be driven at all: libnftables in-process, or an `nft` binary that runs. */
+  async nftAvailable(): Promise<boolean> {
+    if (nftInProcessAvailable()) return true;
+    const r = await run(["nft", "--version"], { allowFailure: true }).catch(() => undefined);
+    return r?.exitCode === 0;
+  }
+
   /** Applies an nft script as one atomic transaction. */
   async nftApply(ns: string | null, script: string): Promise<void> {
-    const r = await this.exec(ns, ["nft", "-f", "-"], { stdin: script, allowFailure: true });
+    const r = await this.nft(ns, ["-f", "-"], script);
     if (r.exitCode !== 0) {
       throw systemError("nft", `nft transaction failed${ns ? ` (netns ${ns})` : ""}: ${r.stderr.trim()}`);
     }
@@ -395,7 +415,7 @@ export class Dataplane {
    * A failed transaction is an answer here, not an error.
    */
   async nftTry(ns: string | null, script: string): Promise<{ ok: boolean; json: NftJson | undefined; stderr: string }> {
-    const r = await this.exec(ns, ["nft", "-j", "-f", "-"], { stdin: script, allowFailure: true });
+    const r = await this.nft(ns, ["-j", "-f", "-"], script);
     let json: NftJson | undefined;
     try {
       json = r.stdout.trim() ? (JSON.parse(r.stdout) as NftJson) : undefined;
@@ -407,7 +427,7 @@ export class Dataplane {
 
   /** Lists one table as nft JSON, or undefined when it does not exist. */
   async nftListTable(ns: string | null, family: string, table: string): Promise<NftJson | undefined> {
-    const r = await this.exec(ns, ["nft", "-j", "list", "table", family, table], { allowFailure: true });
+    const r = await this.nft(ns, ["-j", "list", "table", family, table]);
     if (r.exitCode !== 0) {
       if (/No such file or directory/.test(r.stderr)) return undefined;
       throw systemError("nft", `nft list table ${family} ${table}: ${r.stderr.trim()}`);
@@ -416,7 +436,7 @@ export class Dataplane {
   }
 
   async nftDeleteTable(ns: string | null, family: string, table: string): Promise<void> {
-    const r = await this.exec(ns, ["nft", "delete", "table", family, table], { allowFailure: true });
+    const r = await this.nft(ns, ["delete", "table", family, table]);
     if (r.exitCode !== 0 && !/No such file or directory/.test(r.stderr)) {
       throw systemError("nft", `nft delete table ${family} ${table}: ${r.stderr.trim()}`);
     }

@@ -83,7 +83,7 @@ export function parseElements(set: JSet): NftElement[] {
 
 /** Elements of set or map `name`, or undefined when the table or the set does not exist. */
 export async function listElements(dp: Dataplane, ns: string | null, family: string, table: string, kind: "set" | "map", name: string): Promise<NftElement[] | undefined> {
-  const r = await dp.exec(ns, ["nft", "-j", "list", kind, family, table, name], { allowFailure: true });
+  const r = await dp.nft(ns, ["-j", "list", kind, family, table, name]);
   if (r.exitCode !== 0) {
     if (/No such file or directory/.test(r.stderr)) return undefined;
     throw systemError("nft", `nft list ${kind} ${family} ${table} ${name}: ${r.stderr.trim()}`);

@@ -177,7 +177,6 @@ export const plugin: CniPlugin = {
   },
 
   async status(): Promise<void> {
-    const r = await dp.exec(null, ["nft", "--version"], { allowFailure: true });
-    if (r.exitCode !== 0) throw cniError(CNI_ERR.notAvailable, "firewall: nft is not available");
+    if (!(await dp.nftAvailable())) throw cniError(CNI_ERR.notAvailable, "firewall: nft is not available");
   },
 };

@@ -405,8 +405,7 @@ export const plugin: CniPlugin = {
   },
 
   async status(): Promise<void> {
-    const r = await dp.exec(null, ["nft", "--version"], { allowFailure: true });
-    if (r.exitCode !== 0) throw cniError(CNI_ERR.notAvailable, "portmap: nft is not available");
+    if (!(await dp.nftAvailable())) throw cniError(CNI_ERR.notAvailable, "portmap: nft is not available");
   },
 };
 
@@ -420,6 +419,6 @@ async function dropUnusedCondChains(): Promise<void> {
   const used = new Set<string>();
   for (const s of ["cond4", "cond6"]) for (const e of els?.get(s) ?? []) used.add((e.value ?? "").replace(/^goto /, ""));
   for (const c of chains) {
-    if (!used.has(c)) await dp.exec(null, ["nft", "delete", "chain", FAMILY, TABLE, c], { allowFailure: true });
+    if (!used.has(c)) await dp.nft(null, ["delete", "chain", FAMILY, TABLE, c]);
   }
 }
