@@ -1,8 +1,10 @@
 /**
- * A typed builder for one `ip -batch` run in one network namespace. Each method
- * appends one iproute2 command; `Dataplane.apply` executes them all in a single
- * process (0.2-0.4 ms per command instead of ~2 ms per spawned `ip`).
- * Values are typed (IPNet, IP, Prefix, MAC); they become text only here.
+ * A typed builder for one batch of link/address/route/neighbour changes in one
+ * network namespace. Each method records one typed operation (`ops`, what
+ * `Dataplane.apply` executes over rtnetlink, see netlink/execute.ts) and the
+ * same command as an iproute2 batch line (`lines`: the `ip -batch` fallback and
+ * the text that names a failed operation in errors). Values are typed (IPNet,
+ * IP, Prefix, MAC); they become text or bytes only at the edges.
  */
 import type { IP, IPNet, MAC, Prefix } from "../net/index.ts";
 import { validateIfName } from "../net/index.ts";
@@ -46,18 +48,55 @@ export interface AddressOptions {
   broadcast?: boolean;
 }
 
+/** One operation of a batch, as data (lines[i] is ops[i] in iproute2 syntax). */
+export type IpOp =
+  | { op: "bridge"; name: string; mtu?: number; mac?: MAC }
+  | { op: "veth"; name: string; peer: string; mtu?: number; mac?: MAC; peerMac?: MAC; peerNetns?: string | number }
+  | { op: "macvlan"; name: string; parent: string; mode: MacvlanMode; mtu?: number; mac?: MAC; netns?: string }
+  | { op: "ipvlan"; name: string; parent: string; mode: IpvlanMode; flag: IpvlanFlag; mtu?: number; netns?: string }
+  | { op: "vlan"; name: string; parent: string; id: number }
+  | { op: "vxlan"; name: string; vni: number; local: IP; dev: string; dstport: number; mtu?: number; proxy?: boolean }
+  | { op: "dummy"; name: string }
+  | { op: "neigh-replace"; dev: string; ip: IP; mac: MAC }
+  | { op: "neigh-del"; dev: string; ip: IP }
+  | { op: "set"; dev: string; set: LinkChange }
+  | { op: "brport"; dev: string; hairpin?: boolean; isolated?: boolean }
+  | { op: "link-del"; dev: string }
+  | { op: "addr"; cmd: "add" | "replace" | "del"; dev: string; addr: IPNet; opts: AddressOptions }
+  | { op: "route"; cmd: "add" | "replace" | "del"; route: RouteSpec };
+
+/** What one `link set` changes (exactly one field per operation). */
+export interface LinkChange {
+  up?: boolean;
+  /** A master's name, or null for nomaster. */
+  master?: string | null;
+  promisc?: boolean;
+  allmulti?: boolean;
+  txqlen?: number;
+  mtu?: number;
+  mac?: MAC;
+  name?: string;
+  /** Target namespace: a name under /run/netns, an absolute path or a pid (digits). */
+  netns?: string;
+}
+
 export class IpBatch {
   readonly ns: string | null;
   readonly lines: string[] = [];
+  readonly ops: IpOp[] = [];
   constructor(ns: string | null) {
     this.ns = ns;
   }
   get empty(): boolean {
     return this.lines.length === 0;
   }
-  private push(line: string): this {
+  private push(line: string, op: IpOp): this {
     this.lines.push(line);
+    this.ops.push(op);
     return this;
+  }
+  private set(dev: string, line: string, set: LinkChange): this {
+    return this.push(`link set dev ${dev} ${line}`, { op: "set", dev, set });
   }
 
   addBridge(name: string, opts: { mtu?: number; mac?: MAC } = {}): this {
@@ -65,7 +104,7 @@ export class IpBatch {
     const mtu = opts.mtu ? ` mtu ${opts.mtu}` : "";
     const mac = opts.mac ? ` address ${opts.mac}` : "";
     // no STP, forward delay 0: ports forward at once like docker0
-    return this.push(`link add name ${name}${mtu}${mac} type bridge stp_state 0 forward_delay 0`);
+    return this.push(`link add name ${name}${mtu}${mac} type bridge stp_state 0 forward_delay 0`, { op: "bridge", name, ...pick(opts) });
   }
 
   addVeth(name: string, peer: string, opts: VethOptions = {}): this {
@@ -75,7 +114,7 @@ export class IpBatch {
     const mac = opts.mac ? ` address ${opts.mac}` : "";
     const peerMac = opts.peerMac ? ` address ${opts.peerMac}` : "";
     const peerNs = opts.peerNetns !== undefined ? ` netns ${opts.peerNetns}` : "";
-    return this.push(`link add name ${name}${mtu}${mac} type veth peer name ${peer}${mtu}${peerMac}${peerNs}`);
+    return this.push(`link add name ${name}${mtu}${mac} type veth peer name ${peer}${mtu}${peerMac}${peerNs}`, { op: "veth", name, peer, ...pick(opts) });
   }
 
   /** A macvlan child of `parent` (created in this batch's namespace, where `parent` must be). */
@@ -86,7 +125,7 @@ export class IpBatch {
     const mtu = opts.mtu ? ` mtu ${opts.mtu}` : "";
     const mac = opts.mac ? ` address ${opts.mac}` : "";
     const ns = opts.netns !== undefined ? ` netns ${opts.netns}` : "";
-    return this.push(`link add link ${parent} name ${name}${mtu}${mac}${ns} type macvlan mode ${mode}`);
+    return this.push(`link add link ${parent} name ${name}${mtu}${mac}${ns} type macvlan mode ${mode}`, { op: "macvlan", name, parent, mode, ...pick(opts) });
   }
 
   /** An ipvlan child of `parent`. Mode and flag belong to the parent: every child of one parent shares them. */
@@ -95,7 +134,7 @@ export class IpBatch {
     validateIfName(parent, "parent");
     const mtu = opts.mtu ? ` mtu ${opts.mtu}` : "";
     const ns = opts.netns !== undefined ? ` netns ${opts.netns}` : "";
-    return this.push(`link add link ${parent} name ${name}${mtu}${ns} type ipvlan mode ${mode} ${flag}`);
+    return this.push(`link add link ${parent} name ${name}${mtu}${ns} type ipvlan mode ${mode} ${flag}`, { op: "ipvlan", name, parent, mode, flag, ...pick(opts) });
   }
 
   /** An 802.1Q sub-interface of `parent` with VLAN id `id` (1-4094). */
@@ -103,7 +142,7 @@ export class IpBatch {
     validateIfName(name);
     validateIfName(parent, "parent");
     if (!Number.isInteger(id) || id < 1 || id > 4094) throw new RangeError(`VLAN id ${id} is not in 1-4094`);
-    return this.push(`link add link ${parent} name ${name} type vlan id ${id}`);
+    return this.push(`link add link ${parent} name ${name} type vlan id ${id}`, { op: "vlan", name, parent, id });
   }
 
   /**
@@ -117,87 +156,91 @@ export class IpBatch {
     if (!Number.isInteger(o.vni) || o.vni < 1 || o.vni > 0xffffff) throw new RangeError(`VNI ${o.vni} is not in 1-16777215`);
     const mtu = o.mtu ? ` mtu ${o.mtu}` : "";
     const proxy = o.proxy ? " proxy" : "";
-    return this.push(`link add name ${name}${mtu} type vxlan id ${o.vni} dstport ${o.dstport} local ${o.local} dev ${o.dev} nolearning${proxy}`);
+    return this.push(`link add name ${name}${mtu} type vxlan id ${o.vni} dstport ${o.dstport} local ${o.local} dev ${o.dev} nolearning${proxy}`, {
+      op: "vxlan",
+      name,
+      ...pick(o),
+    });
   }
 
   /** A permanent neighbour entry (IP -> MAC) on `dev`, replacing any other for the address. */
   replaceNeighbour(dev: string, ip: IP, mac: MAC): this {
-    return this.push(`neigh replace ${ip} lladdr ${mac} dev ${dev} nud permanent`);
+    return this.push(`neigh replace ${ip} lladdr ${mac} dev ${dev} nud permanent`, { op: "neigh-replace", dev, ip, mac });
   }
 
   deleteNeighbour(dev: string, ip: IP): this {
-    return this.push(`neigh del ${ip} dev ${dev}`);
+    return this.push(`neigh del ${ip} dev ${dev}`, { op: "neigh-del", dev, ip });
   }
 
   /** A dummy device (a parent that leads nowhere: isolated macvlan/ipvlan networks). */
   addDummy(name: string): this {
     validateIfName(name);
-    return this.push(`link add name ${name} type dummy`);
+    return this.push(`link add name ${name} type dummy`, { op: "dummy", name });
   }
 
   setUp(dev: string): this {
-    return this.push(`link set dev ${dev} up`);
+    return this.set(dev, "up", { up: true });
   }
   setDown(dev: string): this {
-    return this.push(`link set dev ${dev} down`);
+    return this.set(dev, "down", { up: false });
   }
   setMaster(dev: string, master: string): this {
-    return this.push(`link set dev ${dev} master ${master}`);
+    return this.set(dev, `master ${master}`, { master });
   }
   setNoMaster(dev: string): this {
-    return this.push(`link set dev ${dev} nomaster`);
+    return this.set(dev, "nomaster", { master: null });
   }
   /** Lets a bridge port send frames back out where they came from (published-port hairpin). */
   setHairpin(dev: string, on: boolean): this {
-    return this.push(`link set dev ${dev} type bridge_slave hairpin ${on ? "on" : "off"}`);
+    return this.push(`link set dev ${dev} type bridge_slave hairpin ${on ? "on" : "off"}`, { op: "brport", dev, hairpin: on });
   }
   /** Isolated bridge ports cannot exchange frames with each other, only with non-isolated ports and the bridge (icc=false). */
   setIsolated(dev: string, on: boolean): this {
-    return this.push(`link set dev ${dev} type bridge_slave isolated ${on ? "on" : "off"}`);
+    return this.push(`link set dev ${dev} type bridge_slave isolated ${on ? "on" : "off"}`, { op: "brport", dev, isolated: on });
   }
   setPromisc(dev: string, on: boolean): this {
-    return this.push(`link set dev ${dev} promisc ${on ? "on" : "off"}`);
+    return this.set(dev, `promisc ${on ? "on" : "off"}`, { promisc: on });
   }
   setAllmulticast(dev: string, on: boolean): this {
-    return this.push(`link set dev ${dev} allmulticast ${on ? "on" : "off"}`);
+    return this.set(dev, `allmulticast ${on ? "on" : "off"}`, { allmulti: on });
   }
   setTxQueueLen(dev: string, qlen: number): this {
-    return this.push(`link set dev ${dev} txqueuelen ${qlen}`);
+    return this.set(dev, `txqueuelen ${qlen}`, { txqlen: qlen });
   }
   setMtu(dev: string, mtu: number): this {
-    return this.push(`link set dev ${dev} mtu ${mtu}`);
+    return this.set(dev, `mtu ${mtu}`, { mtu });
   }
   setMac(dev: string, mac: MAC): this {
-    return this.push(`link set dev ${dev} address ${mac}`);
+    return this.set(dev, `address ${mac}`, { mac });
   }
   rename(dev: string, newName: string): this {
     validateIfName(newName);
-    return this.push(`link set dev ${dev} name ${newName}`);
+    return this.set(dev, `name ${newName}`, { name: newName });
   }
   moveToNetns(dev: string, netns: string): this {
-    return this.push(`link set dev ${dev} netns ${netns}`);
+    return this.set(dev, `netns ${netns}`, { netns });
   }
   deleteLink(dev: string): this {
-    return this.push(`link del dev ${dev}`);
+    return this.push(`link del dev ${dev}`, { op: "link-del", dev });
   }
   addAddress(dev: string, addr: IPNet, opts: AddressOptions = {}): this {
-    return this.push(`address add ${addr}${addressFlags(addr, opts)} dev ${dev}`);
+    return this.push(`address add ${addr}${addressFlags(addr, opts)} dev ${dev}`, { op: "addr", cmd: "add", dev, addr, opts });
   }
   /** Adds the address or leaves it as it is when present (idempotent under concurrency). */
   replaceAddress(dev: string, addr: IPNet, opts: AddressOptions = {}): this {
-    return this.push(`address replace ${addr}${addressFlags(addr, opts)} dev ${dev}`);
+    return this.push(`address replace ${addr}${addressFlags(addr, opts)} dev ${dev}`, { op: "addr", cmd: "replace", dev, addr, opts });
   }
   deleteAddress(dev: string, addr: IPNet): this {
-    return this.push(`address del ${addr} dev ${dev}`);
+    return this.push(`address del ${addr} dev ${dev}`, { op: "addr", cmd: "del", dev, addr, opts: {} });
   }
   addRoute(r: RouteSpec): this {
-    return this.push(`route add ${routeArgs(r)}`);
+    return this.push(`route add ${routeArgs(r)}`, { op: "route", cmd: "add", route: r });
   }
   replaceRoute(r: RouteSpec): this {
-    return this.push(`route replace ${routeArgs(r)}`);
+    return this.push(`route replace ${routeArgs(r)}`, { op: "route", cmd: "replace", route: r });
   }
   deleteRoute(r: RouteSpec): this {
-    return this.push(`route del ${routeArgs(r)}`);
+    return this.push(`route del ${routeArgs(r)}`, { op: "route", cmd: "del", route: r });
   }
 }
 
@@ -219,4 +262,9 @@ function routeArgs(r: RouteSpec): string {
 function addressFlags(addr: IPNet, opts: AddressOptions): string {
   if (addr.ip.family === 6) return opts.noDad ? " nodad" : "";
   return opts.broadcast && addr.length <= 30 ? " brd +" : "";
+}
+
+/** The defined fields of an options object (exactOptionalPropertyTypes: no explicit undefineds in ops). */
+function pick<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 }
