@@ -200,6 +200,8 @@ describe("bridge + host-local", () => {
   test("STATUS answers for the plugin and its IPAM", () => {
     const conf = { ...bridgeConf(), cniVersion: "1.1.0" };
     ok(call({ plugin: "bridge", command: "STATUS", conf }));
+    // bandwidth asks the kernel's traffic control (rtnetlink), not for a tc binary
+    ok(call({ plugin: "bandwidth", command: "STATUS", conf: { cniVersion: "1.1.0", name: "bw", type: "bandwidth" } }));
   });
 
   test("several ADDs at once on a new bridge: all succeed with distinct addresses", async () => {

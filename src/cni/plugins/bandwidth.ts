@@ -98,8 +98,9 @@ async function vethOf(prev: CniResult): Promise<{ name: string; mtu: number } | 
 }
 
 /**
- * ADD of a fresh attachment in three processes (find the veth, one `ip -batch`,
- * one `tc -batch`) instead of ten; false when it does not apply (no veth in
+ * ADD of a fresh attachment in one pass (find the veth, then the ifb, tbfs and
+ * redirect over one rtnetlink socket; with BERTH_DATAPLANE=ip three processes
+ * instead of ten); false when it does not apply (no veth in
  * prevResult, or the ifb exists from an earlier ADD), and the step-by-step path runs.
  */
 async function addFast(prev: CniResult, bw: BandwidthLimits, tag: string, result: CniResult): Promise<boolean> {
@@ -191,7 +192,16 @@ export const plugin: CniPlugin = {
   },
 
   async status(): Promise<void> {
-    const r = await dp.exec(null, ["tc", "-V"], { allowFailure: true });
-    if (r.exitCode !== 0) throw cniError(CNI_ERR.notAvailable, "bandwidth: tc is not available");
+    if (dp.linkBackend === "ip") {
+      const r = await dp.exec(null, ["tc", "-V"], { allowFailure: true });
+      if (r.exitCode !== 0) throw cniError(CNI_ERR.notAvailable, "bandwidth: tc is not available");
+      return;
+    }
+    // traffic control is spoken over rtnetlink: reading loopback's qdiscs proves the kernel answers
+    try {
+      await qdiscs(dp, null, "lo");
+    } catch (e) {
+      throw cniError(CNI_ERR.notAvailable, `bandwidth: traffic control is not available: ${(e as Error).message}`);
+    }
   },
 };
