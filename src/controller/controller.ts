@@ -377,7 +377,7 @@ export class Controller {
       });
       undo.push("endpoint record", () => this.store.endpoints.delete(ep.id).then(() => undefined));
       this.faults.hit("connect:after-store");
-      ep.driverState = await driver.createEndpoint(net, ep);
+      ep.driverState = await driver.createEndpoint(net, ep, req.external ? undefined : sb);
       undo.push("driver endpoint", () => driver.deleteEndpoint(net, ep));
       await this.store.endpoints.update(ep);
       this.faults.hit("connect:after-create-endpoint");

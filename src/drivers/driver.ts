@@ -40,7 +40,12 @@ export interface Driver {
   createNetwork(net: NetworkRecord): Promise<DriverState>;
   deleteNetwork(net: NetworkRecord): Promise<void>;
   validateEndpoint(net: NetworkRecord, ep: EndpointRecord): void;
-  createEndpoint(net: NetworkRecord, ep: EndpointRecord): Promise<DriverState>;
+  /**
+   * `sb`: the sandbox `join` will put the endpoint into (absent for an external
+   * runtime's endpoint); a driver may create the container end there at once, which
+   * spares the kernel a namespace move (15-30 ms each).
+   */
+  createEndpoint(net: NetworkRecord, ep: EndpointRecord, sb?: Sandbox): Promise<DriverState>;
   deleteEndpoint(net: NetworkRecord, ep: EndpointRecord): Promise<void>;
   join(net: NetworkRecord, ep: EndpointRecord, sb: Sandbox): Promise<void>;
   leave(net: NetworkRecord, ep: EndpointRecord, sb: Sandbox): Promise<void>;

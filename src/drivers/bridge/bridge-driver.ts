@@ -30,6 +30,8 @@ export interface BridgeNetworkState extends DriverState {
 export interface BridgeEndpointState extends DriverState {
   hostIfname: string;
   peerIfname: string;
+  /** The container end was created inside the sandbox (join renames it there; no move). */
+  peerInSandbox?: boolean;
 }
 
 export class BridgeDriver implements Driver, PortPublishing, Reconcilable, ExternalSandboxes {
@@ -138,7 +140,7 @@ export class BridgeDriver implements Driver, PortPublishing, Reconcilable, Exter
     // the pair is gone (deleting either end deletes both): remove any remnant in the container, then rebuild
     if (!dp.netnsExists(sb.netns)) return;
     await dp.deleteLinks(sb.netns, [ep.ifname, st.peerIfname]);
-    await this.createEndpoint(net, ep);
+    ep.driverState = await this.createEndpoint(net, ep, sb);
     await this.join(net, ep, sb);
   }
 
@@ -157,13 +159,14 @@ export class BridgeDriver implements Driver, PortPublishing, Reconcilable, Exter
     }
   }
 
-  async createEndpoint(net: NetworkRecord, ep: EndpointRecord): Promise<BridgeEndpointState> {
+  async createEndpoint(net: NetworkRecord, ep: EndpointRecord, sb?: Sandbox): Promise<BridgeEndpointState> {
     const st = net.driverState as BridgeNetworkState;
     const { hostIfname, peerIfname } = vethNames(ep);
     const { dp, faults } = this.ctx;
+    if (sb) dp.requireNetns(sb.netns);
     const b = dp
       .batch(this.host)
-      .addVeth(hostIfname, peerIfname, { mtu: st.mtu, peerMac: ep.mac })
+      .addVeth(hostIfname, peerIfname, { mtu: st.mtu, peerMac: ep.mac, ...(sb ? { peerNetns: sb.netns } : {}) })
       .setMaster(hostIfname, st.bridge)
       .setHairpin(hostIfname, true)
       .setIsolated(hostIfname, st.icc === false)
@@ -175,7 +178,7 @@ export class BridgeDriver implements Driver, PortPublishing, Reconcilable, Exter
       await dp.deleteLinks(this.host, [hostIfname]);
       throw e;
     }
-    return { hostIfname, peerIfname };
+    return { hostIfname, peerIfname, ...(sb ? { peerInSandbox: true } : {}) };
   }
 
   /** The container end of the veth pair, still in the host namespace after createEndpoint. */
@@ -208,7 +211,7 @@ export class BridgeDriver implements Driver, PortPublishing, Reconcilable, Exter
     for (const fam of gwFams.slice(1)) {
       if (!(await dp.routes(sb.netns, fam)).some((r) => r.dst === "default")) needDefault.add(fam);
     }
-    await dp.apply(dp.batch(this.host).moveToNetns(st.peerIfname, sb.netns));
+    if (!st.peerInSandbox) await dp.apply(dp.batch(this.host).moveToNetns(st.peerIfname, sb.netns));
     try {
       faults.hit("bridge.join:after-move");
       const b = dp.batch(sb.netns).rename(st.peerIfname, ep.ifname);
