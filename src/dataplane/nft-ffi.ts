@@ -39,7 +39,7 @@
  * `nft`), e.g. to compare behaviour or rule out this layer.
  */
 import { CString, dlopen, FFIType, type Pointer } from "bun:ffi";
-import { closeSync, existsSync, mkdtempSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, existsSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BerthError, systemError } from "../errors.ts";
@@ -207,17 +207,51 @@ export function nftInProcess(nsPath: string | null, args: readonly string[], std
   }
   try {
     const go = (): NftOutcome => runCtx(lib, p, memfd, stdin ?? "");
-    if (nsPath === null) return go();
-    try {
-      return withNetnsPath(nsPath, go);
-    } catch (e) {
-      // the namespace went away between the check and setns
-      if (e instanceof BerthError && e.code === "netns-not-found") return undefined;
-      throw e;
-    }
+    return withLowFds(() => {
+      if (nsPath === null) return go();
+      try {
+        return withNetnsPath(nsPath, go);
+      } catch (e) {
+        // the namespace went away between the check and setns
+        if (e instanceof BerthError && e.code === "netns-not-found") return undefined;
+        throw e;
+      }
+    });
   } finally {
     if (memfd >= 0) closeSync(memfd);
   }
+}
+
+/**
+ * libnftables 1.0.6 waits on its netlink socket with select(2), whose fd_set only
+ * holds descriptors below FD_SETSIZE (1024): glibc aborts the whole process on a
+ * higher one ("bit out of range 0 - FD_SETSIZE on fd_set"). berthd holds a few
+ * descriptors per container (its pidfd, the DNS resolver's sockets), so past a few
+ * hundred containers a new socket would get one above 1023. So a few low
+ * descriptors (/dev/null) are reserved at the first call and released just before
+ * the context is made: a new descriptor is always the lowest free one, so the
+ * window's and the context's take them. When even the lowest free descriptor is
+ * too high, `fn` is not run (undefined: nft is spawned instead).
+ */
+const FD_SETSIZE = 1024;
+const RESERVED_FDS = 6;
+let reservedFds: number[] | undefined;
+
+function withLowFds<T>(fn: () => T | undefined): T | undefined {
+  reservedFds ??= openReserve();
+  for (const fd of reservedFds) closeSync(fd);
+  try {
+    const probe = openSync("/dev/null", "r"); // the lowest free descriptor
+    closeSync(probe);
+    if (probe + RESERVED_FDS >= FD_SETSIZE) return undefined;
+    return fn();
+  } finally {
+    reservedFds = openReserve();
+  }
+}
+
+function openReserve(): number[] {
+  return Array.from({ length: RESERVED_FDS }, () => openSync("/dev/null", "r"));
 }
 
 function writeAll(fd: number, s: string): void {

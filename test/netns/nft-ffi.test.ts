@@ -3,6 +3,7 @@
 // is given and nowhere else, its errors are nft's own messages, a failing script changes nothing,
 // and every answer equals the spawned nft's (BERTH_NFT=spawn).
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
 import { Dataplane } from "../../src/dataplane/dataplane.ts";
 import { nftInProcess, nftInProcessAvailable, nftInProcessUnavailableReason } from "../../src/dataplane/nft-ffi.ts";
 import { listElements } from "../../src/dataplane/nftelem.ts";
@@ -245,5 +246,18 @@ process.stdout.write("END");`;
       expect(r.exitCode).toBe(0);
     }
     expect(await dp.nftAvailable()).toBe(true);
+  });
+
+  test("a process holding more than 1024 descriptors (berthd with hundreds of containers) keeps working", () => {
+    // libnftables select()s on its socket: a descriptor above 1023 made glibc abort berthd
+    const r = Bun.spawnSync([process.execPath, join(import.meta.dir, "..", "fixtures", "nft-many-fds.ts"), b], { stdout: "pipe", stderr: "pipe" });
+    expect(r.stderr.toString()).not.toContain("FD_SETSIZE");
+    expect(r.exitCode).toBe(0);
+    const [top, ok] = r.stdout.toString().trim().split(" ");
+    expect(ok).toBe("ok");
+    expect(Number(top)).toBeGreaterThan(1024);
+    const tables = JSON.stringify(nftJson(b, "list", "tables"));
+    expect(tables).toContain("manyfds_a");
+    expect(tables).toContain("manyfds_b");
   });
 });
