@@ -25,7 +25,7 @@ import { IP, MAC, type PortMapping, type Prefix, validateContainerId, validateDn
 import { EventBus } from "../observe/events.ts";
 import { Loopback6Proxy, type LoopbackForward } from "../proxy/loopback6.ts";
 import { canScanEndpoints } from "../store/endpoint-index.ts";
-import { isId, newId, nowIso } from "../store/index.ts";
+import { isId, nameTaken, newId, nowIso } from "../store/index.ts";
 import type { EndpointRecord, NetworkRecord, Store, StoredPortMapping } from "../store/types.ts";
 import { Faults } from "./faults.ts";
 import { attachGatewayBridge, detachGatewayBridgeIfUnused } from "./gateway-bridge.ts";
@@ -126,7 +126,7 @@ export class Controller {
     if (req.ipam?.driver && req.ipam.driver !== "default") {
       throw notFound("unknown-ipam-driver", `unknown IPAM driver ${JSON.stringify(req.ipam.driver)}; available: default`, "IPAM.Driver");
     }
-    if (await this.store.networks.find(req.name).then((n) => n?.name === req.name)) {
+    if (await nameTaken(this.store.networks, req.name)) {
       throw conflict("network-exists", `network with name ${req.name} already exists`, "Name");
     }
     if (req.id !== undefined) {

@@ -23,7 +23,7 @@ import { renderResolvConf } from "../dns/resolvconf.ts";
 import { readHostResolvConf } from "../dns/upstream.ts";
 import { BerthError, conflict, forbidden, invalid, notFound } from "../errors.ts";
 import { type IP, type PortMapping, validateDnsLabel, validateNetworkName } from "../net/index.ts";
-import { newId, nowIso } from "../store/index.ts";
+import { nameTaken, newId, nowIso } from "../store/index.ts";
 import type { ContainerRecord, EndpointRecord } from "../store/types.ts";
 
 export interface NetworkAttachment {
@@ -109,7 +109,7 @@ export class ContainerRuntime {
     const id = newId();
     const name = req.name ?? `c-${id.slice(0, 12)}`;
     validateNetworkName(name, "name");
-    if (await this.ctl.store.containers.find(name).then((c) => c?.name === name)) {
+    if (await nameTaken(this.ctl.store.containers, name)) {
       throw conflict("container-exists", `container name ${name} is already in use`, "name");
     }
     const attachments = req.networks.length > 0 ? req.networks : [{ network: "bridge" }];

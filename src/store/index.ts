@@ -1,3 +1,3 @@
 export type * from "./types.ts";
-export { newId, isId, nowIso } from "./ids.ts";
+export { isId, nameTaken, newId, nowIso } from "./ids.ts";
 export { openSqliteStore, type SqliteStore } from "./sqlite.ts";

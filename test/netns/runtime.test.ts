@@ -207,6 +207,25 @@ describe("container runtime", () => {
     }
   });
 
+  test("a name that is a prefix of several ids is still a free name (containers and networks)", async () => {
+    // two records whose ids start with the name: `find(name)` alone answers "ambiguous"
+    for (const tail of ["1", "2"]) {
+      await b.ctl.store.containers.create({
+        id: `c56${tail}${"0".repeat(60)}`, name: `holder${tail}`, netns: "", command: ["true"], state: "exited", limits: {}, created: new Date().toISOString(), labels: {},
+      });
+      await b.ctl.createNetwork({ id: `ab12${tail}${"0".repeat(59)}`, name: `idholder${tail}`, ipam: { config: [{ subnet: `10.233.${tail}.0/24` }] } });
+    }
+    const v = await b.rt.run({ name: "c56", command: ["sleep", "30"], networks: [{ network: "none" }] });
+    expect(v.name).toBe("c56");
+    const n = await b.ctl.createNetwork({ name: "ab12", ipam: { config: [{ subnet: "10.233.3.0/24" }] } });
+    expect(n.name).toBe("ab12");
+    // and a taken name is still refused
+    await expectBerthError(b.rt.run({ name: "c56", command: ["true"], networks: [{ network: "none" }] }), { kind: "conflict", code: "container-exists" });
+    await b.rt.remove("c56", true);
+    for (const tail of ["1", "2"]) await b.ctl.store.containers.delete(`c56${tail}${"0".repeat(60)}`);
+    for (const x of ["ab12", "idholder1", "idholder2"]) await b.ctl.deleteNetwork(x);
+  });
+
   test("a fault before spawn rolls back the netns, the cgroup, the endpoint and the record", async () => {
     const parents = [...new Set(b.rt.cgroups.dirs("probe").map((d) => dirname(d)))];
     const snap = async () => ({
