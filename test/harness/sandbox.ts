@@ -299,7 +299,8 @@ export async function iperf3Bps(ns: string, host: string, port: number, opts: { 
     const bps = j.end?.sum_received?.bits_per_second;
     if (r.code === 0 && bps !== undefined) return bps;
     last = j.error ?? (r.err.trim() || r.out.trim());
-    if (!/busy|refused|unable to connect/i.test(last)) break;
+    // the server is still finishing the previous test: it refuses, says busy, or resets the control connection
+    if (!/busy|refused|unable to connect|reset by peer|unable to receive control message/i.test(last)) break;
     await Bun.sleep(250);
   }
   throw new Error(`iperf3 from ${ns} to ${host}:${port} failed: ${last}`);
@@ -325,6 +326,7 @@ export async function iperf3Near(
     const bps = await iperf3Bps(ns, host, port, opts);
     if (Number.isNaN(best) || Math.abs(bps - target) < Math.abs(best - target)) best = bps;
     if (Math.abs(bps - target) / target < tol) break;
+    await Bun.sleep(250); // let the single-test iperf3 server finish this one
   }
   return best;
 }
