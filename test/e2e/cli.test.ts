@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { statSync } from "node:fs";
 import { startDaemon, type TestDaemon } from "../harness/daemon.ts";
-import { assertRootUntouched, canPing, createSandbox, ipJson, type Sandbox } from "../harness/sandbox.ts";
+import { assertRootUntouched, createSandbox, ipJson, type Sandbox, reachable } from "../harness/sandbox.ts";
 
 assertRootUntouched();
 
@@ -86,7 +86,7 @@ describe("berthd + berth CLI", () => {
     const ex = d.cli("exec", "a1", "--", "ping", "-c", "1", "-W", "2", bIp);
     expect(ex.code).toBe(0);
     const [ai] = JSON.parse(d.cli("inspect", "a1").out);
-    expect(canPing(bi.NetnsName, (ai.Networks[0].Addresses[0] as string).split("/")[0]!)).toBe(true);
+    expect(reachable(bi.NetnsName, (ai.Networks[0].Addresses[0] as string).split("/")[0]!)).toBe(true);
     expect(d.cli("rm", "a1").code).not.toBe(0); // running: needs -f
     expect(d.cli("rm", "-f", "a1", "b1").code).toBe(0);
     expect(d.cli("ps", "-a", "-q").out.trim()).toBe("");

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { startDaemon, type TestDaemon } from "../harness/daemon.ts";
 import { dockerCli } from "../harness/dockerd.ts";
-import { assertRootUntouched, canPing, createSandbox, ipJson, type Sandbox } from "../harness/sandbox.ts";
+import { assertRootUntouched, canPing, createSandbox, ipJson, type Sandbox, reachable } from "../harness/sandbox.ts";
 
 assertRootUntouched();
 
@@ -192,7 +192,7 @@ describe.skipIf(!CLI)("docker CLI against berthd", () => {
     expect(app.EndpointID).toMatch(/^[0-9a-f]{64}$/);
     // real packets over the new interface
     const [peer] = JSON.parse(d.cli("inspect", "peer").out);
-    expect(canPing(peer.NetnsName, "10.251.0.77")).toBe(true);
+    expect(reachable(peer.NetnsName, "10.251.0.77")).toBe(true);
     // twice: Docker's 403 message; the network is in use now
     const twice = docker("network", "connect", "back", "app");
     expect(twice.code).toBe(1);

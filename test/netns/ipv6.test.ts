@@ -16,7 +16,7 @@ import { IP, Prefix, parsePortMappings } from "../../src/net/index.ts";
 import type { EndpointRecord, NetworkRecord } from "../../src/store/types.ts";
 import { createTestBerth, type TestBerth } from "../harness/berth.ts";
 import { addSegment } from "../harness/segment.ts";
-import { assertRootUntouched, canPing, ipJson, startEchoServer, tcpRoundTrip } from "../harness/sandbox.ts";
+import { assertRootUntouched, canPing, ipJson, startEchoServer, tcpRoundTrip, reachable } from "../harness/sandbox.ts";
 import { expectBerthError, nftElems, nftValue, portMap, seenFrom } from "./util.ts";
 
 assertRootUntouched();
@@ -121,7 +121,7 @@ describe("IPv6 on bridge networks", () => {
     expect(globals(c2, "eth0").map((a) => `${a.family} ${a.local} ${a.tentative === true}`)).toEqual([`inet6 ${at(3)} false`]);
     expect(routes6(c2).find((r) => r.dst === "default")).toMatchObject({ gateway: at(1), dev: "eth0" });
     expect(ipJson<JRoute6[]>(c2, "-4", "route", "show")).toEqual([]);
-    expect(canPing(c2, at(1))).toBe(true);
+    expect(reachable(c2, at(1))).toBe(true);
     // NAT66 (default gateway mode): out to the uplink with the host's address
     await startEchoServer(b.sb, ext, "::", 7000);
     expect(seenFrom(tcpRoundTrip(c2, EXT_CLIENT, 7000, "out"))).toBe(EXT_HOST);
@@ -220,7 +220,7 @@ describe("IPv6 on bridge networks", () => {
     // straight to the container address, client address kept; the unpublished port stays closed
     expect(tcpRoundTrip(ext, addr, 80, "direct")).toBe(`echo:direct from:${EXT_CLIENT}`);
     expect(tcpRoundTrip(ext, addr, 81, "closed", 800)).toBeUndefined();
-    expect(canPing(ext, addr)).toBe(true);
+    expect(reachable(ext, addr)).toBe(true);
     // out without NAT66: the outside sees the container's own address
     expect(seenFrom(tcpRoundTrip(c, EXT_CLIENT, 7000, "out"))).toBe(addr);
     // the host port is not DNATed in routed mode (Docker's semantics); IPv4 stays NAT
@@ -266,7 +266,7 @@ describe("IPv6 on bridge networks", () => {
     const ea = await b.ctl.connect({ network: "v6only2", containerId: "iso-a", netns: a });
     const ea2 = await b.ctl.connect({ network: "v6only2", containerId: "iso-a2", netns: a2 });
     const eo = await b.ctl.connect({ network: "dual", containerId: "iso-o", netns: other });
-    expect(canPing(a, v6(ea2))).toBe(true);
+    expect(reachable(a, v6(ea2))).toBe(true);
     // both have a default route via their gateway and the host forwards, but Berth drops across networks
     expect(canPing(a, v6(eo))).toBe(false);
     expect(canPing(other, v6(ea))).toBe(false);

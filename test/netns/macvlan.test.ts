@@ -14,7 +14,7 @@ import type { EndpointRecord, NetworkRecord } from "../../src/store/types.ts";
 import { createTestBerth, type TestBerth } from "../harness/berth.ts";
 import { startDaemon } from "../harness/daemon.ts";
 import { addSegment } from "../harness/segment.ts";
-import { assertRootUntouched, canPing, createSandbox, type Sandbox, startEchoServer, tcpRoundTrip } from "../harness/sandbox.ts";
+import { assertRootUntouched, canPing, createSandbox, type Sandbox, startEchoServer, tcpRoundTrip, reachable } from "../harness/sandbox.ts";
 import { addrsOf, defaultRoute, expectBerthError, link, linkNames, links, nftTableText, routes, seenFrom } from "./util.ts";
 
 assertRootUntouched();
@@ -62,10 +62,10 @@ describe("macvlan networks", () => {
     expect(n1.driverState).toEqual({ parent: "uplink0", mode: "bridge" });
     expect(ip(e1)).toBe("10.210.0.2");
     expect(ip(e2)).toBe("10.210.0.3");
-    expect(canPing(c1, ip(e2))).toBe(true);
-    expect(canPing(c2, ip(e1))).toBe(true);
-    expect(canPing(c1, lan.ip)).toBe(true);
-    expect(canPing(lan.ns, ip(e2))).toBe(true);
+    expect(reachable(c1, ip(e2))).toBe(true);
+    expect(reachable(c2, ip(e1))).toBe(true);
+    expect(reachable(c1, lan.ip)).toBe(true);
+    expect(reachable(lan.ns, ip(e2))).toBe(true);
     const srv = await startEchoServer(b.sb, lan.ns, "0.0.0.0", 7101);
     try {
       // the LAN sees the container's own address: no bridge, no masquerade
@@ -107,17 +107,17 @@ describe("macvlan networks", () => {
     expect(kindOf(p1, "eth0")?.linkinfo?.info_data?.mode).toBe("private");
     expect(kindOf(v1, "eth0")?.linkinfo?.info_data?.mode).toBe("vepa");
     // both reach their segment...
-    expect(canPing(p1, segP.ip)).toBe(true);
-    expect(canPing(p2, segP.ip)).toBe(true);
-    expect(canPing(v1, segV.ip)).toBe(true);
-    expect(canPing(v2, segV.ip)).toBe(true);
+    expect(reachable(p1, segP.ip)).toBe(true);
+    expect(reachable(p2, segP.ip)).toBe(true);
+    expect(reachable(v1, segV.ip)).toBe(true);
+    expect(reachable(v2, segV.ip)).toBe(true);
     // ...but only vepa children reach each other (the switch reflects their frames)
     expect(canPing(p1, ip(ep2))).toBe(false);
     expect(canPing(p2, ip(ep1))).toBe(false);
-    expect(canPing(v1, ip(ev2))).toBe(true);
-    expect(canPing(v2, ip(ev1))).toBe(true);
+    expect(reachable(v1, ip(ev2))).toBe(true);
+    expect(reachable(v2, ip(ev1))).toBe(true);
     // and bridge mode children reach each other without any switch help (first test)
-    expect(canPing(c1, ip(e2))).toBe(true);
+    expect(reachable(c1, ip(e2))).toBe(true);
   });
 
   test("passthru takes exactly one endpoint; its MAC becomes the parent's and the parent's own comes back after", async () => {
@@ -135,7 +135,7 @@ describe("macvlan networks", () => {
     expect(kindOf(t1, "eth0")?.linkinfo?.info_data?.mode).toBe("passthru");
     expect(kindOf(t1, "eth0")?.address).toBe(et1.mac.toString().toLowerCase());
     expect(link(b.sb.host, "uplinkt")!.address).toBe(et1.mac.toString().toLowerCase());
-    expect(canPing(t1, seg.ip)).toBe(true);
+    expect(reachable(t1, seg.ip)).toBe(true);
 
     const before = await snapshot();
     await expectBerthError(b.ctl.connect({ network: "pt", containerId: "t2", netns: t2 }), {
@@ -145,13 +145,13 @@ describe("macvlan networks", () => {
     });
     expect(await snapshot()).toEqual(before);
     expect(linkNames(t2)).toEqual(["lo"]);
-    expect(canPing(t1, seg.ip)).toBe(true);
+    expect(reachable(t1, seg.ip)).toBe(true);
 
     await b.ctl.disconnect("pt", "t1", t1);
     expect(link(b.sb.host, "uplinkt")!.address).toBe(parentMac!);
     // now the one place is free again
     await b.ctl.connect({ network: "pt", containerId: "t2", netns: t2 });
-    expect(canPing(t2, seg.ip)).toBe(true);
+    expect(reachable(t2, seg.ip)).toBe(true);
     await b.ctl.disconnect("pt", "t2", t2);
     await b.ctl.deleteNetwork("pt");
   });
@@ -164,7 +164,7 @@ describe("macvlan networks", () => {
     expect(ei.gateways).toEqual([]);
     expect(defaultRoute(ci)).toBeUndefined();
     expect(routes(ci).map((r) => r.dst)).toEqual(["10.215.0.0/24"]);
-    expect(canPing(ci, seg.ip)).toBe(true);
+    expect(reachable(ci, seg.ip)).toBe(true);
   });
 
   test("IPv6: dual-stack containers ping each other and the segment over IPv6", async () => {
@@ -182,9 +182,9 @@ describe("macvlan networks", () => {
     const es2 = await b.ctl.connect({ network: "lan6", containerId: "s2", netns: s2 });
     const v6 = (e: EndpointRecord) => e.addresses.find((a) => a.ip.family === 6)!.ip.toString();
     expect(v6(es1)).toBe("fd00:209::2");
-    expect(canPing(s1, v6(es2))).toBe(true);
-    expect(canPing(s2, "fd00:209::1")).toBe(true);
-    expect(canPing(s1, ip(es2))).toBe(true);
+    expect(reachable(s1, v6(es2))).toBe(true);
+    expect(reachable(s2, "fd00:209::1")).toBe(true);
+    expect(reachable(s1, ip(es2))).toBe(true);
     const r6 = JSON.parse(Bun.spawnSync(["ip", "-n", s1, "-6", "-j", "route", "show", "default"]).stdout.toString()) as { gateway?: string; dev?: string }[];
     expect(r6[0]).toMatchObject({ gateway: "fd00:209::1", dev: "eth0" });
   });
@@ -252,7 +252,7 @@ describe("macvlan networks", () => {
     }
     // (the snapshot includes the address allocations: each one went back to the pool)
     await b.ctl.connect({ network: "lan", containerId: "cf", netns: cf });
-    expect(canPing(cf, ip(e1))).toBe(true);
+    expect(reachable(cf, ip(e1))).toBe(true);
     await b.ctl.disconnect("lan", "cf", cf);
   });
 
@@ -269,7 +269,7 @@ describe("macvlan networks", () => {
     await d.deleteEndpoint(n1, e2);
     await d.leave(n1, e2, { containerId: "c2", netns: `${c2}-gone` });
     const again = await b.ctl.connect({ network: "lan", containerId: "c2", netns: c2 });
-    expect(canPing(c1, ip(again))).toBe(true);
+    expect(reachable(c1, ip(again))).toBe(true);
     await b.ctl.disconnect("lan", "c2", c2);
     await b.ctl.disconnect("lan", "c1", c1);
     await b.ctl.deleteNetwork("lan");

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Dataplane } from "../../src/dataplane/dataplane.ts";
 import { IP, IPNet, MAC, Prefix } from "../../src/net/index.ts";
-import { assertRootUntouched, canPing, createSandbox, ipJson, type Sandbox } from "../harness/sandbox.ts";
+import { assertRootUntouched, createSandbox, ipJson, type Sandbox, reachable } from "../harness/sandbox.ts";
 
 assertRootUntouched();
 
@@ -125,9 +125,9 @@ describe("rtnetlink dataplane", () => {
     expect(r.find((x) => x.dst === "10.88.0.0/16")).toMatchObject({ gateway: "10.77.0.1", metric: 7, metrics: [{ mtu: 1400, advmss: 1360 }] });
     expect(ipJson<DRoute[]>(c1, "-6", "route", "show").find((x) => x.dst === "default")).toMatchObject({ gateway: "fd77::1", dev: "eth0" });
 
-    expect(canPing(c1, "10.77.0.3", 2)).toBe(true);
-    expect(canPing(c2, "10.77.0.1")).toBe(true);
-    expect(canPing(c1, "fd77::3", 2)).toBe(true);
+    expect(reachable(c1, "10.77.0.3")).toBe(true);
+    expect(reachable(c2, "10.77.0.1")).toBe(true);
+    expect(reachable(c1, "fd77::3")).toBe(true);
   });
 
   test("netlink reads equal the ip -j reads", async () => {

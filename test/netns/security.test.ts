@@ -18,7 +18,7 @@ import { chmodSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { createTestBerth, type TestBerth } from "../harness/berth.ts";
 import { startDaemon, type TestDaemon } from "../harness/daemon.ts";
-import { addExternalClient, assertRootUntouched, canPing, createSandbox, type Sandbox, startEchoServer, tcpRoundTrip } from "../harness/sandbox.ts";
+import { addExternalClient, assertRootUntouched, createSandbox, type Sandbox, startEchoServer, tcpRoundTrip, reachable } from "../harness/sandbox.ts";
 import { addSegment } from "../harness/segment.ts";
 import { IP, parsePortMappings } from "../../src/net/index.ts";
 import type { ContainerView } from "../../src/runtime/containers.ts";
@@ -169,7 +169,7 @@ describe("published ports, DNS, isolation", () => {
       { n: "mv1", ok: true },
     ]);
     // icc=false still reaches its gateway
-    expect(canPing(c["icc1-x"]!.netns, "10.154.0.1")).toBe(true);
+    expect(reachable(c["icc1-x"]!.netns, "10.154.0.1")).toBe(true);
   });
 
   test("isolation matrix: no container reaches a container of another network (every pair, both directions)", async () => {
@@ -182,8 +182,8 @@ describe("published ports, DNS, isolation", () => {
     expect(results.length).toBe(20);
     // controls: bridge containers reach the sandbox host's other address (routing works), and the
     // macvlan segment's router reaches a bridge container's published port through the host
-    expect(canPing(c["br1-x"]!.netns, ext.hostIP)).toBe(true);
-    expect(canPing(c["br2-x"]!.netns, ext.hostIP)).toBe(true);
+    expect(reachable(c["br1-x"]!.netns, ext.hostIP)).toBe(true);
+    expect(reachable(c["br2-x"]!.netns, ext.hostIP)).toBe(true);
     expect(tcpRoundTrip(seg.ns, "10.150.0.254", 8081)).toStartWith("echo:hello");
   });
 });

@@ -1,7 +1,7 @@
 // Self-healing: berthd repairs Berth's own kernel objects within 2 s and leaves everything else alone.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startDaemon, type TestDaemon } from "../harness/daemon.ts";
-import { assertRootUntouched, canPing, createSandbox, ipJson, nftJson, type Sandbox } from "../harness/sandbox.ts";
+import { assertRootUntouched, canPing, createSandbox, ipJson, nftJson, type Sandbox, reachable } from "../harness/sandbox.ts";
 
 assertRootUntouched();
 
@@ -45,7 +45,7 @@ describe("self-healing dataplane", () => {
     a = info("ha");
     b = info("hb");
     bridge = JSON.parse(d.cli("network", "inspect", "healnet").out)[0].BerthDriverState.bridge;
-    expect(canPing(a.netns, b.ip)).toBe(true);
+    expect(reachable(a.netns, b.ip)).toBe(true);
   });
 
   afterAll(async () => {

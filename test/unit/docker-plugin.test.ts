@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { handlePluginCall, PLUGIN_METHODS } from "../../src/api/docker-plugin.ts";
 import { newId } from "../../src/store/index.ts";
 import { createTestBerth, type TestBerth } from "../harness/berth.ts";
-import { assertRootUntouched, canPing, ipJson, nftJson } from "../harness/sandbox.ts";
+import { assertRootUntouched, ipJson, nftJson, reachable } from "../harness/sandbox.ts";
 
 assertRootUntouched();
 
@@ -195,9 +195,9 @@ describe("docker plugin protocol handlers", () => {
       sh(["ip", "-n", ns, "route", "add", "default", "via", "10.220.0.1"]);
       joins[eid] = ns;
     }
-    expect(canPing(joins[e1]!, "10.220.0.9")).toBe(true);
-    expect(canPing(joins[e2]!, "10.220.0.7")).toBe(true);
-    expect(canPing(joins[e1]!, "10.220.0.1")).toBe(true);
+    expect(reachable(joins[e1]!, "10.220.0.9")).toBe(true);
+    expect(reachable(joins[e2]!, "10.220.0.7")).toBe(true);
+    expect(reachable(joins[e1]!, "10.220.0.1")).toBe(true);
     // joined twice into another sandbox: refused
     expect((await call("/NetworkDriver.Join", { NetworkID: nid, EndpointID: e1, SandboxKey: "/elsewhere" })).body.Err).toContain("already in sandbox");
 

@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { assertRootUntouched, canPing, createSandbox, ipJson, RUN_PREFIX, type Sandbox } from "../harness/sandbox.ts";
+import { assertRootUntouched, canPing, createSandbox, ipJson, RUN_PREFIX, type Sandbox, reachable } from "../harness/sandbox.ts";
 import { addrState, type CniCall, cni, type Impl, linkState, normaliseResult, ok, routeState } from "../netns/cni-util.ts";
 
 const probe = Bun.spawnSync(["unshare", "--net", "--", "sh", "-c", "ip link add d0 type dummy && ip link add link d0 name i0 type ipvlan mode l2"], {
@@ -73,8 +73,8 @@ describe.skipIf(!HAVE_IPVLAN)("ipvlan", () => {
     expect(r1.interfaces).toEqual([{ name: "eth0", mac: masterMac, sandbox: `/run/netns/${c1}` }]);
     expect(r1.ips).toEqual([{ interface: 0, address: "10.71.0.2/24", gateway: "10.71.0.1" }]);
     expect(mode(c1)).toBe("l2");
-    expect(canPing(c1, "10.71.0.3", 3)).toBe(true);
-    expect(canPing(c1, "10.71.0.1", 3)).toBe(true);
+    expect(reachable(c1, "10.71.0.3")).toBe(true);
+    expect(reachable(c1, "10.71.0.1")).toBe(true);
     ok(call({ command: "CHECK", conf: { ...c, prevResult: r1 }, containerId: c1, netns: c1 }));
     ok(call({ command: "DEL", conf: c, containerId: c1, netns: c1 }));
     ok(call({ command: "DEL", conf: c, containerId: c1, netns: c1 }));
@@ -94,7 +94,7 @@ describe.skipIf(!HAVE_IPVLAN)("ipvlan", () => {
     const r2 = ok(call({ command: "ADD", conf: c, containerId: c2, netns: c2 })).json;
     expect(mode(c1)).toBe(m);
     expect(linkState(c1)).toContain(`eth0 ipvlan/${m} mtu=1400 up`);
-    expect(canPing(c1, r2.ips[0].address.split("/")[0], 3)).toBe(true);
+    expect(reachable(c1, r2.ips[0].address.split("/")[0])).toBe(true);
     ok(call({ command: "DEL", conf: c, containerId: c1, netns: c1 }));
     ok(call({ command: "DEL", conf: c, containerId: c2, netns: c2 }));
   }, T);

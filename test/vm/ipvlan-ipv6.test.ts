@@ -6,7 +6,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import type { EndpointRecord } from "../../src/store/types.ts";
 import { createTestBerth, type TestBerth } from "../harness/berth.ts";
-import { assertRootUntouched, canPing, ipJson } from "../harness/sandbox.ts";
+import { assertRootUntouched, ipJson, reachable } from "../harness/sandbox.ts";
 import { addSegment } from "../harness/segment.ts";
 
 const IN_VM = process.env.BERTH_IN_VM === "1";
@@ -49,9 +49,9 @@ if (!IN_VM) {
         const e1 = await b.ctl.connect({ network: "l2v6", containerId: "v1", netns: c1 });
         const e2 = await b.ctl.connect({ network: "l2v6", containerId: "v2", netns: c2 });
         expect(e1.addresses.map(String)).toEqual(["fd00:68::2/64"]);
-        expect(canPing(c2, v6(e1))).toBe(true);
-        expect(canPing(c1, v6(e2))).toBe(true);
-        expect(canPing(c1, "fd00:68::1")).toBe(true);
+        expect(reachable(c2, v6(e1))).toBe(true);
+        expect(reachable(c1, v6(e2))).toBe(true);
+        expect(reachable(c1, "fd00:68::1")).toBe(true);
         expect(ipJson<unknown[]>(c1, "-4", "addr", "show", "dev", "eth0").flatMap((l) => (l as { addr_info: unknown[] }).addr_info)).toEqual([]);
 
         addSegment(b.sb, "uplink7", "192.0.2.97/24");
@@ -66,8 +66,8 @@ if (!IN_VM) {
         const [c3, c4] = [b.containerNs(), b.containerNs()];
         const e3 = await b.ctl.connect({ network: "l3v6", containerId: "v3", netns: c3 });
         const e4 = await b.ctl.connect({ network: "l3v6", containerId: "v4", netns: c4 });
-        expect(canPing(c3, v6(e4))).toBe(true);
-        expect(canPing(c4, v6(e3))).toBe(true);
+        expect(reachable(c3, v6(e4))).toBe(true);
+        expect(reachable(c4, v6(e3))).toBe(true);
         const def = ipJson<{ dst: string; dev?: string; gateway?: string }[]>(c3, "-6", "route", "show").find((r) => r.dst === "default");
         expect(def?.dev).toBe("eth0");
         expect(def?.gateway).toBeUndefined();

@@ -13,7 +13,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { EndpointRecord, NetworkRecord } from "../../src/store/types.ts";
 import { createTestBerth, type TestBerth } from "../harness/berth.ts";
-import { assertRootUntouched, canPing, startEchoServer, tcpRoundTrip } from "../harness/sandbox.ts";
+import { assertRootUntouched, canPing, startEchoServer, tcpRoundTrip, reachable } from "../harness/sandbox.ts";
 import { addSegment, type Segment } from "../harness/segment.ts";
 import { defaultRoute, expectBerthError, link, linkNames, links, nftTableText, seenFrom } from "../netns/util.ts";
 
@@ -72,9 +72,9 @@ vmOnly("ipvlan networks (Debian kernel in a VM)", () => {
     "l2 (the default): containers ping each other and the segment; mode read back with ip -d; MAC is the parent's",
     async () => {
       expect(l2.driverState).toEqual({ parent: "uplink0", mode: "l2", flag: "bridge" });
-      expect(canPing(c1, ip(e2))).toBe(true);
-      expect(canPing(c2, ip(e1))).toBe(true);
-      expect(canPing(c1, seg0.ip)).toBe(true);
+      expect(reachable(c1, ip(e2))).toBe(true);
+      expect(reachable(c2, ip(e1))).toBe(true);
+      expect(reachable(c1, seg0.ip)).toBe(true);
       const srv = await startEchoServer(b.sb, seg0.ns, "0.0.0.0", 7201);
       try {
         expect(seenFrom(tcpRoundTrip(c2, seg0.ip, 7201, "l2", 5000))).toBe(ip(e2));
@@ -108,11 +108,11 @@ vmOnly("ipvlan networks (Debian kernel in a VM)", () => {
       const e5 = await b.ctl.connect({ network: "l3b", containerId: "c5", netns: c5 });
       expect(dlink(c3, "eth0")?.linkinfo?.info_data?.mode).toBe("l3");
       expect(dlink(c5, "eth0")?.linkinfo?.info_data?.mode).toBe("l3");
-      expect(canPing(c3, ip(e4))).toBe(true);
-      expect(canPing(c4, ip(e3))).toBe(true);
+      expect(reachable(c3, ip(e4))).toBe(true);
+      expect(reachable(c4, ip(e3))).toBe(true);
       // the parent routes between its children: another subnet is reachable without a router
-      expect(canPing(c5, ip(e3))).toBe(true);
-      expect(canPing(c3, ip(e5))).toBe(true);
+      expect(reachable(c5, ip(e3))).toBe(true);
+      expect(reachable(c3, ip(e5))).toBe(true);
       const def = defaultRoute(c3);
       expect(def?.dev).toBe("eth0");
       expect(def?.gateway).toBeUndefined();
@@ -129,8 +129,8 @@ vmOnly("ipvlan networks (Debian kernel in a VM)", () => {
       const e6 = await b.ctl.connect({ network: "l3s", containerId: "c6", netns: c6 });
       const e7 = await b.ctl.connect({ network: "l3s", containerId: "c7", netns: c7 });
       expect(dlink(c6, "eth0")?.linkinfo?.info_data?.mode).toBe("l3s");
-      expect(canPing(c6, ip(e7))).toBe(true);
-      expect(canPing(c7, ip(e6))).toBe(true);
+      expect(reachable(c6, ip(e7))).toBe(true);
+      expect(reachable(c7, ip(e6))).toBe(true);
 
       const seg = addSegment(b.sb, "uplink3", "10.224.0.1/24");
       await b.ctl.createNetwork({ name: "priv", driver: "ipvlan", options: { parent: "uplink3", ipvlan_flag: "private" }, ipam: subnet("10.224.0.0/24") });
@@ -138,8 +138,8 @@ vmOnly("ipvlan networks (Debian kernel in a VM)", () => {
       const e8 = await b.ctl.connect({ network: "priv", containerId: "c8", netns: c8 });
       const e9 = await b.ctl.connect({ network: "priv", containerId: "c9", netns: c9 });
       expect(dlink(c8, "eth0")?.linkinfo?.info_data).toMatchObject({ mode: "l2", private: true });
-      expect(canPing(c8, seg.ip)).toBe(true);
-      expect(canPing(c9, seg.ip)).toBe(true);
+      expect(reachable(c8, seg.ip)).toBe(true);
+      expect(reachable(c9, seg.ip)).toBe(true);
       expect(canPing(c8, ip(e9))).toBe(false);
       expect(canPing(c9, ip(e8))).toBe(false);
     },
@@ -165,7 +165,7 @@ vmOnly("ipvlan networks (Debian kernel in a VM)", () => {
       expect(await snapshot()).toEqual(before);
       expect(dlink(c1, "eth0")?.linkinfo?.info_data?.mode).toBe("l2");
       expect(dlink(c2, "eth0")?.linkinfo?.info_data?.mode).toBe("l2");
-      expect(canPing(c1, ip(e2))).toBe(true);
+      expect(reachable(c1, ip(e2))).toBe(true);
 
       // an ipvlan link that is not Berth's counts too (the kernel would switch it)
       addSegment(b.sb, "uplink4", "10.231.0.254/24");
@@ -196,7 +196,7 @@ vmOnly("ipvlan networks (Debian kernel in a VM)", () => {
       expect(sub?.linkinfo?.info_data?.id).toBe(30);
       const cv = b.containerNs();
       await b.ctl.connect({ network: "vl1", containerId: "cv", netns: cv });
-      expect(canPing(cv, seg.ip)).toBe(true); // tagged frames reach the VLAN 30 interface on the other side
+      expect(reachable(cv, seg.ip)).toBe(true); // tagged frames reach the VLAN 30 interface on the other side
       const v2 = await b.ctl.createNetwork({ name: "vl2", driver: "ipvlan", options: { parent: "uplink5.30" }, ipam: subnet("10.226.0.0/24") });
       expect(v2.driverState).toMatchObject({ parent: "uplink5.30", createdParent: "vlan" });
       await b.ctl.disconnect("vl1", "cv", cv);
@@ -213,7 +213,7 @@ vmOnly("ipvlan networks (Debian kernel in a VM)", () => {
       const [d1, d2] = [b.containerNs(), b.containerNs()];
       const ed1 = await b.ctl.connect({ network: "iso", containerId: "d1", netns: d1 });
       await b.ctl.connect({ network: "iso", containerId: "d2", netns: d2 });
-      expect(canPing(d2, ip(ed1))).toBe(true);
+      expect(reachable(d2, ip(ed1))).toBe(true);
       await b.ctl.disconnect("iso", "d1", d1);
       await b.ctl.disconnect("iso", "d2", d2);
       await b.ctl.deleteNetwork("iso");

@@ -12,7 +12,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createTestBerth, type TestBerth } from "../harness/berth.ts";
-import { assertRootUntouched, canPing, startEchoServer, tcpRoundTrip } from "../harness/sandbox.ts";
+import { assertRootUntouched, startEchoServer, tcpRoundTrip, reachable } from "../harness/sandbox.ts";
 import { addSegment, type Segment } from "../harness/segment.ts";
 
 const IN_VM = process.env.BERTH_IN_VM === "1";
@@ -91,9 +91,9 @@ describe.skipIf(!IN_VM)("isolation between bridge, macvlan and ipvlan networks (
       expect(results.length).toBe(12);
       // control: the path segment router -> host -> bridge works for what Berth allows (nothing is
       // published here, so the router reaches the bridge gateway, not the container)
-      expect(canPing(segs.ivl2!.ns, "10.173.0.254")).toBe(true);
+      expect(reachable(segs.ivl2!.ns, "10.173.0.254")).toBe(true);
       expect(tcpRoundTrip(segs.ivl2!.ns, ip["br-x"]!, 80)).toBeUndefined();
-      expect(canPing(segs.ivl2!.ns, "10.171.0.1")).toBe(true);
+      expect(reachable(segs.ivl2!.ns, "10.171.0.1")).toBe(true);
     },
     T,
   );
