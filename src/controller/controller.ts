@@ -24,8 +24,8 @@ import type { Ipam } from "../ipam/index.ts";
 import { IP, MAC, type PortMapping, type Prefix, validateContainerId, validateDnsLabel, validateIfName, validateNetworkName } from "../net/index.ts";
 import { EventBus } from "../observe/events.ts";
 import { Loopback6Proxy, type LoopbackForward } from "../proxy/loopback6.ts";
-import { canScanEndpoints } from "../store/endpoint-index.ts";
-import { isId, nameTaken, newId, nowIso } from "../store/index.ts";
+import { scanNetworkEndpoints } from "../store/endpoint-index.ts";
+import { endpointOn, isId, nameTaken, newId, nowIso } from "../store/index.ts";
 import type { EndpointRecord, NetworkRecord, Store, StoredPortMapping } from "../store/types.ts";
 import { Faults } from "./faults.ts";
 import { attachGatewayBridge, detachGatewayBridgeIfUnused } from "./gateway-bridge.ts";
@@ -413,7 +413,7 @@ export class Controller {
   /** Detaches a container from a network. Missing kernel objects are fine (idempotent). */
   async disconnect(network: string, containerId: string, netns: string): Promise<void> {
     const net = await this.getNetwork(network);
-    const ep = (await this.store.endpoints.listByContainer(containerId)).find((e) => e.networkId === net.id);
+    const ep = await endpointOn(this.store, net.id, containerId);
     if (!ep) {
       throw notFound("endpoint-not-found", `container ${containerId} is not connected to network ${net.name}`, "Container");
     }
@@ -627,8 +627,7 @@ export class Controller {
         masquerade: net.internal || !opts.masquerade ? [] : net.ipam.pools.map((p) => p.subnet).filter((p) => !routed(p.family)),
         routed: net.ipam.pools.map((p) => p.subnet).filter((p) => routed(p.family)),
       });
-      const eps = canScanEndpoints(this.store) ? this.store.scanEndpoints(net.id) : await this.store.endpoints.listByNetwork(net.id);
-      for (const ep of eps) {
+      for (const ep of await scanNetworkEndpoints(this.store, net.id)) {
         // anti-spoofing: the container's port may send only from its own MAC and addresses (an
         // external runtime's endpoint is configured by that runtime, so its port is not policed)
         const port = (ep.driverState as { hostIfname?: string }).hostIfname;

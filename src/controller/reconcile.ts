@@ -10,7 +10,7 @@
 import type { LinkSnapshot } from "../drivers/driver.ts";
 import { isReconcilable } from "../drivers/driver.ts";
 import { BRIDGE_TABLE_FAMILY, type FirewallState, renderBridgeTable, ruleCount, TABLE_FAMILY, TABLE_NAME } from "../firewall/ruleset.ts";
-import { canScanEndpoints } from "../store/endpoint-index.ts";
+import { scanNetworkEndpoints } from "../store/endpoint-index.ts";
 import type { Controller } from "./controller.ts";
 
 export interface Repair {
@@ -92,8 +92,7 @@ export class Reconciler {
     for (const net of nets) {
       const d = this.ctl.driver(net.driver);
       if (!isReconcilable(d)) continue;
-      const eps = canScanEndpoints(store) ? store.scanEndpoints(net.id) : await store.endpoints.listByNetwork(net.id);
-      for (const ep of eps) {
+      for (const ep of await scanNetworkEndpoints(store, net.id)) {
         if (ep.pending) continue; // being connected or disconnected right now
         const problems = d.checkEndpoint(net, ep, links);
         if (problems.length === 0) continue;

@@ -55,23 +55,23 @@ class Index {
   /** Per network, the latest endpoint ever appended (for the order check). */
   private readonly newest = new Map<string, EndpointRecord>();
 
-  put(r: EndpointRecord): void {
-    if (this.networkOf.get(r.id) !== r.networkId) this.remove(r.id);
-    let m = this.byNetwork.get(r.networkId);
+  /** Takes `rec` as its own: callers hand over a copy nobody else changes. */
+  put(rec: EndpointRecord): void {
+    if (this.networkOf.get(rec.id) !== rec.networkId) this.remove(rec.id);
+    let m = this.byNetwork.get(rec.networkId);
     if (!m) {
       m = new Map();
-      this.byNetwork.set(r.networkId, m);
+      this.byNetwork.set(rec.networkId, m);
     }
-    const rec = copy(r);
-    if (!m.has(r.id)) {
+    if (!m.has(rec.id)) {
       // new endpoints are the newest nearly always: appending keeps the order. `newest` may
       // name a removed endpoint; comparing with it can only sort when not needed, never miss
-      const newest = this.newest.get(r.networkId);
-      if (newest && storeOrder(newest, rec) > 0) this.unsorted.add(r.networkId);
-      else this.newest.set(r.networkId, rec);
+      const newest = this.newest.get(rec.networkId);
+      if (newest && storeOrder(newest, rec) > 0) this.unsorted.add(rec.networkId);
+      else this.newest.set(rec.networkId, rec);
     }
-    m.set(r.id, rec);
-    this.networkOf.set(r.id, r.networkId);
+    m.set(rec.id, rec);
+    this.networkOf.set(rec.id, rec.networkId);
   }
 
   remove(id: string): void {
@@ -107,56 +107,66 @@ class Index {
   }
 }
 
-/** The endpoint table of a transaction: reads and writes go to it; writes are noted for the commit. */
-function txEndpoints(inner: EndpointTable, changes: Change[]): EndpointTable {
+/**
+ * `inner`'s endpoint table, with each write reported to `note` once it succeeded
+ * (as a copy: the caller may go on changing its record). Reads go to `inner`,
+ * whole networks to `listByNetwork` when given.
+ */
+function observedEndpoints(inner: EndpointTable, note: (c: Change) => void, listByNetwork?: (networkId: string) => Promise<EndpointRecord[]>): EndpointTable {
   return {
     create: async (r) => {
       await inner.create(r);
-      changes.push({ put: copy(r) });
+      note({ put: copy(r) });
     },
     update: async (r) => {
       await inner.update(r);
-      changes.push({ put: copy(r) });
+      note({ put: copy(r) });
     },
     delete: async (id) => {
       const gone = await inner.delete(id);
-      changes.push({ remove: id });
+      note({ remove: id });
       return gone;
     },
     get: (id) => inner.get(id),
-    listByNetwork: (n) => inner.listByNetwork(n),
+    listByNetwork: listByNetwork ?? ((n) => inner.listByNetwork(n)),
     listByContainer: (c) => inner.listByContainer(c),
   };
 }
 
-class TxView implements Store {
-  readonly endpoints: EndpointTable;
-  constructor(
-    private readonly tx: Store,
-    changes: Change[],
-  ) {
-    this.endpoints = txEndpoints(tx.endpoints, changes);
-  }
+/** A store that is `inner` but for its endpoint table. */
+abstract class EndpointObservingStore implements Store {
+  abstract readonly endpoints: EndpointTable;
+  constructor(protected readonly inner: Store) {}
   get networks() {
-    return this.tx.networks;
+    return this.inner.networks;
   }
   get containers() {
-    return this.tx.containers;
+    return this.inner.containers;
   }
   get allocations() {
-    return this.tx.allocations;
+    return this.inner.allocations;
   }
   get meta() {
-    return this.tx.meta;
+    return this.inner.meta;
+  }
+  abstract transaction<T>(fn: (tx: Store) => Promise<T>): Promise<T>;
+  sync(): Promise<void> {
+    return this.inner.sync();
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+/** A transaction of the indexed store: its endpoint writes are noted, for the index once it commits. */
+class TxView extends EndpointObservingStore {
+  readonly endpoints: EndpointTable;
+  constructor(tx: Store, changes: Change[]) {
+    super(tx);
+    this.endpoints = observedEndpoints(tx.endpoints, (c) => changes.push(c));
   }
   transaction<T>(fn: (tx: Store) => Promise<T>): Promise<T> {
     return fn(this); // a transaction inside a transaction joins it
-  }
-  sync(): Promise<void> {
-    return this.tx.sync();
-  }
-  close(): Promise<void> {
-    return this.tx.close();
   }
 }
 
@@ -173,58 +183,28 @@ export function canScanEndpoints(s: Store): s is Store & EndpointScan {
   return typeof (s as Partial<EndpointScan>).scanEndpoints === "function";
 }
 
-class IndexedStore implements Store, EndpointScan {
+/** A network's endpoints for a scan that changes nothing: the index's own records where there is one. */
+export async function scanNetworkEndpoints(store: Store, networkId: string): Promise<readonly Readonly<EndpointRecord>[]> {
+  return canScanEndpoints(store) ? store.scanEndpoints(networkId) : store.endpoints.listByNetwork(networkId);
+}
+
+class IndexedStore extends EndpointObservingStore implements EndpointScan {
   readonly endpoints: EndpointTable;
   constructor(
-    private readonly inner: Store,
+    inner: Store,
     private readonly index: Index,
   ) {
-    const e = inner.endpoints;
-    this.endpoints = {
-      create: async (r) => {
-        await e.create(r);
-        index.put(r);
-      },
-      update: async (r) => {
-        await e.update(r);
-        index.put(r);
-      },
-      delete: async (id) => {
-        const gone = await e.delete(id);
-        index.remove(id);
-        return gone;
-      },
-      get: (id) => e.get(id),
-      listByNetwork: async (n) => index.list(n),
-      listByContainer: (c) => e.listByContainer(c),
-    };
+    super(inner);
+    this.endpoints = observedEndpoints(inner.endpoints, (c) => index.apply([c]), async (n) => index.list(n));
   }
   scanEndpoints(networkId: string): readonly Readonly<EndpointRecord>[] {
     return this.index.shared(networkId);
-  }
-  get networks() {
-    return this.inner.networks;
-  }
-  get containers() {
-    return this.inner.containers;
-  }
-  get allocations() {
-    return this.inner.allocations;
-  }
-  get meta() {
-    return this.inner.meta;
   }
   async transaction<T>(fn: (tx: Store) => Promise<T>): Promise<T> {
     const changes: Change[] = [];
     const out = await this.inner.transaction((tx) => fn(new TxView(tx, changes)));
     this.index.apply(changes); // committed
     return out;
-  }
-  sync(): Promise<void> {
-    return this.inner.sync();
-  }
-  close(): Promise<void> {
-    return this.inner.close();
   }
 }
 

@@ -13,18 +13,3 @@ export function isId(s: string): boolean {
 export function nowIso(): string {
   return new Date().toISOString();
 }
-
-/**
- * Whether a record named `name` exists, through a Docker-style `find` (exact id,
- * exact name, unique id prefix). A name that happens to be a prefix of several
- * ids makes `find` answer "ambiguous"; that only happens when neither an id nor a
- * name equals it, so the name is free.
- */
-export async function nameTaken(table: { find(term: string): Promise<{ name: string } | undefined> }, name: string): Promise<boolean> {
-  try {
-    return (await table.find(name))?.name === name;
-  } catch (e) {
-    if ((e as { code?: string }).code === "ambiguous") return false;
-    throw e;
-  }
-}

@@ -1,3 +1,4 @@
 export type * from "./types.ts";
-export { isId, nameTaken, newId, nowIso } from "./ids.ts";
+export { isId, newId, nowIso } from "./ids.ts";
+export { endpointOn, nameTaken } from "./lookups.ts";
 export { openSqliteStore, type SqliteStore } from "./sqlite.ts";

@@ -22,6 +22,7 @@ import { Ipam } from "../../ipam/index.ts";
 import { IP } from "../../net/index.ts";
 import { HostRegistry } from "../../store/etcd/hosts.ts";
 import { type EtcdStore, openEtcdStore } from "../../store/etcd/store.ts";
+import { endpointOn } from "../../store/lookups.ts";
 import type { NetworkRecord } from "../../store/types.ts";
 import { CNI_ERR, cniError } from "../errors.ts";
 import type { CniEnv, CniPlugin } from "../skel.ts";
@@ -105,7 +106,7 @@ export const plugin: CniPlugin = {
     try {
       const net = await w.store.networks.find(c.network);
       if (!net) return;
-      const ep = (await w.store.endpoints.listByContainer(env.containerId)).find((e) => e.networkId === net.id);
+      const ep = await endpointOn(w.store, net.id, env.containerId);
       if (!ep) return;
       await w.ctl.removeEndpoint(net, ep, env.netns);
     } finally {
@@ -118,7 +119,7 @@ export const plugin: CniPlugin = {
     const w = await wire(c);
     try {
       const net = await overlayNetwork(w, c);
-      const ep = (await w.store.endpoints.listByContainer(env.containerId)).find((e) => e.networkId === net.id);
+      const ep = await endpointOn(w.store, net.id, env.containerId);
       if (!ep) throw cniError(CNI_ERR.checkFailed, `overlay: container ${env.containerId} has no endpoint on ${net.name}`);
       const l = await w.ctl.dp.link(env.netns, ep.ifname);
       if (!l) throw cniError(CNI_ERR.checkFailed, `overlay: interface ${ep.ifname} is missing in ${env.netns}`);
