@@ -25,8 +25,9 @@ import { withNetnsPath } from "./netns-ffi.ts";
 import { executeOps, ipText, supportsAll } from "./netlink/execute.ts";
 import { delLinkByName } from "./netlink/messages.ts";
 import { linkNames, readAddresses, readLink, readLinkKind, readLinkKinds, readLinks, readLinkStats, readRoutes } from "./netlink/read.ts";
+import { chainRuleCount, type DumpedElement, dumpSetElements, encodeKey, type FoundElement, getSetElement, type NftKeyField } from "./netlink/nftables.ts";
 import { NetlinkError, NetlinkSocket } from "./netlink/socket.ts";
-import { ENODEV } from "./netlink/sys.ts";
+import { ENODEV, NETLINK_NETFILTER } from "./netlink/sys.ts";
 import { nftInProcess, nftInProcessAvailable, spawnNft } from "./nft-ffi.ts";
 
 export const NETNS_DIR = "/run/netns";
@@ -131,6 +132,8 @@ export class Dataplane {
   readonly linkBackend: "netlink" | "ip";
   /** The netlink socket of this process's own namespace (kept: that namespace cannot go away). */
   private ownSocket: NetlinkSocket | undefined;
+  /** The same for nftables' netlink (nftChainRuleCount, nftGetElement). */
+  private ownNftSocket: NetlinkSocket | undefined;
 
   constructor(opts: { hostNs?: string | null; linkBackend?: "netlink" | "ip" } = {}) {
     this.hostNs = opts.hostNs ?? null;
@@ -529,6 +532,46 @@ export class Dataplane {
       json = undefined;
     }
     return { ok: r.exitCode === 0, json, stderr: r.stderr };
+  }
+
+  /**
+   * The number of rules in one chain (0 without such a table or chain), asked of the
+   * kernel directly: through libnftables any listing first dumps every set element.
+   */
+  async nftChainRuleCount(ns: string | null, family: string, table: string, chain: string): Promise<number> {
+    return this.withNftNetlink(ns, (s) => chainRuleCount(s, family, table, chain));
+  }
+
+  /**
+   * One set element by its key (`keyEnd`: the last key of an interval element's range),
+   * looked up by the kernel: its comment, or undefined when the element, set or table is absent.
+   */
+  async nftGetElement(ns: string | null, family: string, table: string, set: string, key: readonly NftKeyField[], keyEnd?: readonly NftKeyField[]): Promise<FoundElement | undefined> {
+    return this.withNftNetlink(ns, (s) => getSetElement(s, family, table, set, encodeKey(key), keyEnd ? encodeKey(keyEnd) : undefined));
+  }
+
+  /** Every element of one plain set (keys as bytes, comments), read from the kernel directly; [] without the set. */
+  async nftSetElements(ns: string | null, family: string, table: string, set: string): Promise<DumpedElement[]> {
+    return this.withNftNetlink(ns, (s) => dumpSetElements(s, family, table, set));
+  }
+
+  private withNftNetlink<T>(ns: string | null, fn: (s: NetlinkSocket) => T): T {
+    let sock: NetlinkSocket;
+    try {
+      // the own namespace's socket is kept (closing a netfilter socket can wait for the kernel's RCU grace period)
+      if (ns === null) this.ownNftSocket ??= NetlinkSocket.open(undefined, NETLINK_NETFILTER);
+      sock = ns === null ? this.ownNftSocket! : NetlinkSocket.open(this.netnsPath(ns), NETLINK_NETFILTER);
+    } catch (e) {
+      throw systemError("nft", `nftables netlink${ns ? ` (netns ${ns})` : ""}: ${(e as Error).message}`);
+    }
+    try {
+      return fn(sock);
+    } catch (e) {
+      if (e instanceof NetlinkError) throw systemError("nft", `nftables netlink${ns ? ` (netns ${ns})` : ""}: ${e.message}`);
+      throw e;
+    } finally {
+      if (sock !== this.ownNftSocket) sock.close();
+    }
   }
 
   /** Lists one table as nft JSON, or undefined when it does not exist. */

@@ -39,7 +39,7 @@
  * `nft`), e.g. to compare behaviour or rule out this layer.
  */
 import { CString, dlopen, FFIType, type Pointer } from "bun:ffi";
-import { closeSync, existsSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, existsSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BerthError, systemError } from "../errors.ts";
@@ -206,7 +206,7 @@ export function nftInProcess(nsPath: string | null, args: readonly string[], std
     }
   }
   try {
-    const go = (): NftOutcome => runCtx(lib, p, memfd, stdin ?? "");
+    const go = (): NftOutcome => runCtx(lib, p, memfd, stdin ?? "", nsPath === null);
     return withLowFds(() => {
       if (nsPath === null) return go();
       try {
@@ -260,14 +260,46 @@ function writeAll(fd: number, s: string): void {
   while (off < b.length) off += writeSync(fd, b, off, b.length - off);
 }
 
-/** One context, created, used and freed here (inside the caller's namespace window). */
-function runCtx(lib: NftLib, p: Parsed, memfd: number, script: string): NftOutcome {
+/**
+ * The context of the process's own namespace is made once and kept. Besides saving its
+ * set-up, this keeps its netlink socket open: the kernel makes the release of a
+ * netfilter socket wait until the objects of earlier deletions are freed (an RCU
+ * grace period, 7-15 ms here), so closing right after a `delete element` stalled
+ * every DEL; a kept socket is closed at exit, by when that has long happened.
+ * Contexts of other namespaces are made per call (a kept socket would keep a
+ * deleted namespace alive).
+ */
+let own: { ctx: Pointer; ns: string } | undefined;
+
+/** The identity of the namespace this thread is in now. */
+function threadNs(): string {
+  const st = statSync("/proc/thread-self/ns/net");
+  return `${st.dev}:${st.ino}`;
+}
+
+function newContext(lib: NftLib): Pointer {
   const ctx = lib.ctxNew(NFT_CTX_DEFAULT);
   if (ctx === null) throw systemError("nft", "libnftables: nft_ctx_new failed");
+  // both buffered: nothing may reach the process's stdout (a CNI plugin's result goes there)
+  if (lib.bufferOutput(ctx) !== 0 || lib.bufferError(ctx) !== 0) {
+    lib.ctxFree(ctx);
+    throw systemError("nft", "libnftables: cannot buffer its output");
+  }
+  return ctx;
+}
+
+/** Runs one nft command line or script in a context (inside the caller's namespace window). */
+function runCtx(lib: NftLib, p: Parsed, memfd: number, script: string, ownNs: boolean): NftOutcome {
+  let ctx: Pointer;
+  let keep = false;
+  if (ownNs) {
+    const ns = threadNs();
+    if (own === undefined) own = { ctx: newContext(lib), ns };
+    keep = own.ns === ns;
+  }
+  ctx = keep ? own!.ctx : newContext(lib);
   try {
-    // both buffered: nothing may reach the process's stdout (a CNI plugin's result goes there)
-    if (lib.bufferOutput(ctx) !== 0 || lib.bufferError(ctx) !== 0) throw systemError("nft", "libnftables: cannot buffer its output");
-    if (p.json) lib.setOutputFlags(ctx, NFT_CTX_OUTPUT_JSON);
+    lib.setOutputFlags(ctx, p.json ? NFT_CTX_OUTPUT_JSON : 0);
     let rc: number;
     let fileName: string | undefined;
     if (p.script && memfd >= 0) {
@@ -277,6 +309,7 @@ function runCtx(lib: NftLib, p: Parsed, memfd: number, script: string): NftOutco
       // no memfd (should not happen on Linux >= 3.17): the buffer form, whose errors lack the line number
       rc = lib.runBuffer(ctx, cstr(p.script ? script : p.command));
     }
+    // reading a buffer also rewinds it for the context's next command
     const out = lib.outputBuffer(ctx);
     const err = lib.errorBuffer(ctx);
     const stdout = out === null ? "" : new CString(out).toString();
@@ -284,7 +317,7 @@ function runCtx(lib: NftLib, p: Parsed, memfd: number, script: string): NftOutco
     if (fileName !== undefined) stderr = stderr.replaceAll(`${fileName}:`, "/dev/stdin:");
     return { exitCode: rc === 0 ? 0 : 1, stdout, stderr };
   } finally {
-    lib.ctxFree(ctx);
+    if (!keep) lib.ctxFree(ctx);
   }
 }
 

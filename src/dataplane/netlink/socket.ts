@@ -1,5 +1,6 @@
 /**
- * A synchronous rtnetlink request/ack client on one NETLINK_ROUTE socket.
+ * A synchronous netlink request/ack client on one socket (NETLINK_ROUTE unless asked
+ * for another protocol, e.g. NETLINK_NETFILTER for nftables.ts).
  *
  * A netlink socket talks to the namespace it was created in, so `open(nsPath)`
  * creates it inside a setns window (netns-ffi.ts) and the socket then stays
@@ -52,14 +53,14 @@ export class NetlinkSocket {
     this.fd = fd;
   }
 
-  /** A socket in the namespace at `nsPath` (undefined: this thread's own namespace). */
-  static open(nsPath?: string): NetlinkSocket {
-    return nsPath === undefined ? NetlinkSocket.create() : withNetnsPath(nsPath, () => NetlinkSocket.create());
+  /** A socket in the namespace at `nsPath` (undefined: this thread's own namespace); rtnetlink unless `protocol` says otherwise. */
+  static open(nsPath?: string, protocol = NETLINK_ROUTE): NetlinkSocket {
+    return nsPath === undefined ? NetlinkSocket.create(protocol) : withNetnsPath(nsPath, () => NetlinkSocket.create(protocol));
   }
 
-  private static create(): NetlinkSocket {
+  private static create(protocol: number): NetlinkSocket {
     const s = sys();
-    const fd = s.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    const fd = s.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol);
     if (fd < 0) throw new NetlinkError(s.errno(), undefined, "netlink socket");
     const sock = new NetlinkSocket(fd);
     try {
