@@ -18,7 +18,7 @@ import {
   parseResolvConf,
   rangeContains,
 } from "../../src/cni/plugins/host-local.ts";
-import { masqAddScript, masqFastScript, masqRemoveScript, masqRulesIntact, masqTag, netTag, parseMasqState, subnetsToDrop } from "../../src/cni/plugins/ipmasq.ts";
+import { MASQ_RULES, masqAddScript, masqFastScript, masqRemoveScript, masqTag, netTag, parseMasqState, subnetsToDrop } from "../../src/cni/plugins/ipmasq.ts";
 import { parseIpvlan } from "../../src/cni/plugins/ipvlan.ts";
 import { parseMacvlan } from "../../src/cni/plugins/macvlan.ts";
 import { parseStatic } from "../../src/cni/plugins/static.ts";
@@ -218,16 +218,11 @@ describe("bridge / macvlan / ipvlan / tuning config", () => {
 });
 
 describe("masquerade table", () => {
-  test("fast ADD script: create the user, add the subnet, list the chain; rules checked from the listing", () => {
+  test("fast ADD script: create the user, add the subnet (the rules are counted by the kernel)", () => {
     expect(masqFastScript([IPNet.parse("10.0.0.5/24")], "n|c|eth0")).toBe(
-      'create element inet berth-cni masq4-users { 10.0.0.5 comment "n|c|eth0" }\nadd element inet berth-cni masq4 { 10.0.0.0/24 }\nadd element inet berth-cni masq4-local { 10.0.0.0/24 . 10.0.0.0/24 }\nlist chain inet berth-cni postrouting\n',
+      'create element inet berth-cni masq4-users { 10.0.0.5 comment "n|c|eth0" }\nadd element inet berth-cni masq4 { 10.0.0.0/24 }\nadd element inet berth-cni masq4-local { 10.0.0.0/24 . 10.0.0.0/24 }\n',
     );
-    const rule = (set: string, masq: boolean) => ({ rule: { chain: "postrouting", expr: [{ match: { right: `@${set}` } }, masq ? { masquerade: null } : { return: null }] } });
-    const all = [rule("masq4-local", false), rule("masq4", true), rule("masq6-local", false), rule("masq6", true)];
-    expect(masqRulesIntact({ nftables: [{ chain: { name: "postrouting" } }, ...all] })).toBe(true);
-    expect(masqRulesIntact({ nftables: [{ chain: { name: "postrouting" } }] })).toBe(false); // flushed
-    expect(masqRulesIntact({ nftables: [...all, rule("masq4", true)] })).toBe(false); // duplicated
-    expect(masqRulesIntact(undefined)).toBe(false);
+    expect(masqAddScript([IPNet.parse("10.0.0.5/24")], "n|c|eth0").match(/^add rule /gm)?.length).toBe(MASQ_RULES);
   });
   test("tags are safe, bounded and carry the network for GC", () => {
     expect(masqTag("net1", "abc", "eth0")).toBe("net1|abc|eth0");

@@ -40,6 +40,7 @@ import {
   type Obj,
   optBool,
   pickDns,
+  prevAddresses,
   randomVethName,
   rejectSet,
   requestedMac,
@@ -255,7 +256,7 @@ export const plugin: CniPlugin = {
     await delInterface(dp, conf, env, "bridge", [
       async () => {
         crashPoint("cni.bridge.del:before-masq");
-        if (c.ipMasq) await masqDel(dp, tagOf(conf, env));
+        if (c.ipMasq) await masqDel(dp, tagOf(conf, env), prevAddresses(conf));
       },
     ]);
   },

@@ -10,7 +10,7 @@ import type { IpBatch, RouteSpec } from "../../dataplane/ipbatch.ts";
 import { IP, IPNet, MAC, Prefix, validateIfName } from "../../net/index.ts";
 import { CNI_ERR, CniError, cniError } from "../errors.ts";
 import { delegateIpam } from "../delegate.ts";
-import { type CniEnv, isNetnsPath } from "../skel.ts";
+import { type CniEnv, isNetnsPath, prevResultOf } from "../skel.ts";
 import { type CniDNS, type CniResult, type CniRoute, type NetConf, parseDns } from "../types.ts";
 
 export type Obj = Record<string, unknown>;
@@ -281,7 +281,10 @@ export async function bestEffort(steps: readonly (() => Promise<unknown>)[]): Pr
  * the plugin's own `extra` steps; all errors are reported together.
  */
 export async function delInterface(dp: Dataplane, conf: NetConf, env: CniEnv, plugin: string, extra: readonly (() => Promise<unknown>)[] = []): Promise<void> {
+  // the extra steps (nftables deletions) first: the kernel frees deleted set elements after an RCU
+  // grace period, which then passes during the link deletion instead of stalling the process's exit
   const errors = await bestEffort([
+    ...extra,
     async () => {
       if (conf.ipam?.type) await delegateIpam("DEL", conf, env);
     },
@@ -291,7 +294,6 @@ export async function delInterface(dp: Dataplane, conf: NetConf, env: CniEnv, pl
         if (errs[0]) throw errs[0];
       }
     },
-    ...extra,
   ]);
   if (errors.length > 0) throw combinedError(`${plugin} DEL`, errors);
 }
@@ -312,6 +314,11 @@ export function validAttachments(conf: NetConf): Set<string> {
     out.add(`${o.containerID}/${o.ifname}`);
   });
   return out;
+}
+
+/** The addresses in DEL's prevResult (none without one): what the attachment was given. */
+export function prevAddresses(conf: NetConf): IPNet[] {
+  return prevResultOf(conf)?.ips.map((i) => i.address) ?? [];
 }
 
 /** The index of the container's interface `ifname` (sandbox set) in `r`, or -1. */

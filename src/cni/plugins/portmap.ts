@@ -9,6 +9,8 @@
  *     map cond4/cond6   same keys -> `goto cond_<net>` for networks with conditionsV4/V6
  *     set hairpin4/6    (container . container): a container reaching its own published port
  *     set local4        containers published to 127.0.0.0/8 clients (snat)
+ *     set hostports4/6  (proto . port) with a mapping on a specific host address: lets ADD
+ *                       and DEL skip listing the table (portmap-fast.ts)
  *
  * One element per mapping, each commented with its owner "<net>/<containerID>/<ifname>",
  * so DEL and GC find exactly their elements in the kernel without prevResult or a
@@ -32,6 +34,7 @@ import { Dataplane } from "../../dataplane/dataplane.ts";
 import { listTableElements, type NftElement, nftComment } from "../../dataplane/nftelem.ts";
 import { routeDev } from "../../dataplane/tc.ts";
 import { IP } from "../../net/index.ts";
+import { fastAdd, fastDel, hostPortsSet, keyPort } from "./portmap-fast.ts";
 import { type ForwardSpec, forwarderRunning, startForwarder, stopForwarder, stopForwardersExcept } from "./portmap-forwarder.ts";
 import { containerIPs, networkTagPrefix, requirePrev, shortHash, tagOf, validTags } from "../chained.ts";
 import { CNI_ERR, type CniError, cniError } from "../errors.ts";
@@ -203,6 +206,8 @@ function baseScript(): string {
     `add set ${T} hairpin4 { type ipv4_addr . ipv4_addr; }`,
     `add set ${T} hairpin6 { type ipv6_addr . ipv6_addr; }`,
     `add set ${T} local4 { type ipv4_addr; }`,
+    `add set ${T} hostports4 { type inet_proto . inet_service; }`,
+    `add set ${T} hostports6 { type inet_proto . inet_service; }`,
     `add chain ${T} prerouting { type nat hook prerouting priority dstnat; policy accept; }`,
     `add chain ${T} output { type nat hook output priority -100; policy accept; }`,
     `add chain ${T} postrouting { type nat hook postrouting priority srcnat; policy accept; }`,
@@ -337,10 +342,15 @@ export const plugin: CniPlugin = {
     if (!ips.v4 && !ips.v6) throw cniError(CNI_ERR.invalidConfig, "portmap: prevResult holds no container IP address");
     const tag = tagOf(conf, env);
     const planned = planElements(conf.name, pc, ips);
+    const loopback = loopbackForwards(pc, ips);
+    // common case: no conditions and no [::1] forwarder: one transaction, no listing (portmap-fast.ts)
+    if (pc.conditionsV4.length === 0 && pc.conditionsV6.length === 0 && loopback.length === 0) {
+      await stopForwarder(tag);
+      if (await fastAdd(dp, TABLE, planned, tag)) return addedPorts(pc, ips, planned, prev);
+    }
     const existing = await listTableElements(dp, null, FAMILY, TABLE);
     conflictCheck(existing, planned, tag);
     // [::1]: a forwarder process (a bind conflict fails the ADD before any rule changes)
-    const loopback = loopbackForwards(pc, ips);
     if (loopback.length > 0) await startForwarder(tag, env.netns, loopback);
     else await stopForwarder(tag);
     const lines = [baseScript()];
@@ -349,6 +359,12 @@ export const plugin: CniPlugin = {
     lines.push(...deleteOwned(existing, (c) => c === tag));
     for (const p of planned) {
       lines.push(`add element ${T} ${p.set} { ${p.key} ${nftComment(tag)}${p.value ? ` : ${p.value}` : ""} }`);
+    }
+    // the host-port index: this ADD's specific-address ports, and (healing a table from before it) everyone's
+    const specific = [...planned, ...["dnat4", "dnat6"].flatMap((set) => (existing?.get(set) ?? []).map((e) => ({ set, key: e.key })))];
+    for (const p of specific) {
+      if (!p.set.startsWith("dnat") || keyPort(p.key).everyAddress) continue;
+      lines.push(`add element ${T} ${hostPortsSet(p.set)} { ${keyPort(p.key).port} }`);
     }
     try {
       await dp.nftApply(null, `${lines.join("\n")}\n`);
@@ -359,16 +375,21 @@ export const plugin: CniPlugin = {
       }
       throw e;
     }
-    crashPoint("cni.portmap.add:after-elements");
-    if (pc.snat && ips.v4 && planned.some((p) => p.set === "local4")) await enableLocalnet(ips.v4);
-    return prev;
+    return addedPorts(pc, ips, planned, prev);
   },
 
   async del(conf: NetConf, env: CniEnv): Promise<void> {
     const tag = tagOf(conf, env);
+    crashPoint("cni.portmap.del:before-apply");
+    // the elements this attachment made, known from prevResult and portMappings: no listing when they are all there
+    const planned = plannedForDel(conf);
+    if (planned && planned.length > 0 && (await fastDel(dp, TABLE, planned, tag))) {
+      if (planned.some((p) => p.set.startsWith("cond"))) await dropUnusedCondChains();
+      await stopForwarder(tag);
+      return;
+    }
     const existing = await listTableElements(dp, null, FAMILY, TABLE);
     const lines = deleteOwned(existing, (c) => c === tag);
-    crashPoint("cni.portmap.del:before-apply");
     if (lines.length > 0) await dp.nftApply(null, `${lines.join("\n")}\n`);
     if (lines.some((l) => / cond[46] /.test(l))) await dropUnusedCondChains();
     await stopForwarder(tag);
@@ -398,7 +419,8 @@ export const plugin: CniPlugin = {
     const valid = validTags(conf);
     const prefix = networkTagPrefix(conf.name);
     const existing = await listTableElements(dp, null, FAMILY, TABLE);
-    const lines = deleteOwned(existing, (c) => c.startsWith(prefix) && !valid.has(c));
+    const gone = (c: string) => c.startsWith(prefix) && !valid.has(c);
+    const lines = [...deleteOwned(existing, gone), ...staleHostPorts(existing, gone)];
     if (lines.length > 0) await dp.nftApply(null, `${lines.join("\n")}\n`);
     if (lines.some((l) => / cond[46] /.test(l))) await dropUnusedCondChains();
     await stopForwardersExcept(prefix, valid);
@@ -408,6 +430,36 @@ export const plugin: CniPlugin = {
     if (!(await dp.nftAvailable())) throw cniError(CNI_ERR.notAvailable, "portmap: nft is not available");
   },
 };
+
+/** ADD's end, both paths: localhost clients reach the published ports (route_localnet). */
+async function addedPorts(pc: PortmapConf, ips: { v4?: IP; v6?: IP }, planned: PlannedElement[], prev: CniResult): Promise<CniResult> {
+  crashPoint("cni.portmap.add:after-elements");
+  if (pc.snat && ips.v4 && planned.some((p) => p.set === "local4")) await enableLocalnet(ips.v4);
+  return prev;
+}
+
+/** The elements DEL's config says the attachment made; undefined when it cannot tell (no prevResult, a config ADD would refuse). */
+function plannedForDel(conf: NetConf): PlannedElement[] | undefined {
+  const prev = prevResultOf(conf);
+  if (!prev) return undefined;
+  try {
+    return planElements(conf.name, parsePortmapConf(conf), containerIPs(prev));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Index entries (hostports4/6) whose port no remaining specific-address mapping uses, once `gone` owners are removed. */
+function staleHostPorts(existing: Map<string, NftElement[]> | undefined, gone: (comment: string) => boolean): string[] {
+  const lines: string[] = [];
+  for (const fam of ["4", "6"]) {
+    const used = new Set(
+      (existing?.get(`dnat${fam}`) ?? []).filter((e) => !(e.comment !== undefined && gone(e.comment)) && !keyPort(e.key).everyAddress).map((e) => keyPort(e.key).port),
+    );
+    for (const e of existing?.get(`hostports${fam}`) ?? []) if (!used.has(e.key)) lines.push(`delete element ${T} hostports${fam} { ${e.key} }`);
+  }
+  return lines;
+}
 
 /** Best effort: removes condition chains no element points at any more. */
 async function dropUnusedCondChains(): Promise<void> {

@@ -14,7 +14,7 @@ import { delegateIpam } from "../delegate.ts";
 import { CNI_ERR, cniError } from "../errors.ts";
 import { type CniEnv, type CniPlugin, prevResultOf } from "../skel.ts";
 import { type CniResult, emptyResult, type NetConf } from "../types.ts";
-import { bestEffort, combinedError, containerIfIndex, delInterface, mtuField, type Obj, optBool, pickDns, randomVethName, routeSpec, validAttachments } from "./common.ts";
+import { bestEffort, combinedError, containerIfIndex, delInterface, mtuField, type Obj, optBool, pickDns, prevAddresses, randomVethName, routeSpec, validAttachments } from "./common.ts";
 import { masqAdd, masqDel, masqGc, masqTag } from "./ipmasq.ts";
 import { checkContainerIface, createVethPair, ipamAdd, ipamType, transactional } from "./link-common.ts";
 
@@ -102,7 +102,7 @@ export const plugin: CniPlugin = {
     const dp = new Dataplane();
     await delInterface(dp, conf, env, "ptp", [
       async () => {
-        if (c.ipMasq) await masqDel(dp, masqTag(conf.name, env.containerId, env.ifname));
+        if (c.ipMasq) await masqDel(dp, masqTag(conf.name, env.containerId, env.ifname), prevAddresses(conf));
       },
     ]);
   },
