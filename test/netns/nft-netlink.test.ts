@@ -4,7 +4,8 @@
 // table, and the lookups act in the namespace they are given.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Dataplane } from "../../src/dataplane/dataplane.ts";
-import { IP } from "../../src/net/index.ts";
+import { elementBytes, rangeElements } from "../../src/dataplane/netlink/nftables.ts";
+import { IP, Prefix } from "../../src/net/index.ts";
 import { assertRootUntouched, createSandbox, nftJson, type Sandbox } from "../harness/sandbox.ts";
 
 assertRootUntouched();
@@ -15,6 +16,8 @@ const TABLE = `table inet ${T} {
   set users { type ipv4_addr; elements = { 10.5.0.2 comment "net|c1|eth0", 10.5.0.3 } }
   set users6 { type ipv6_addr; elements = { fd00::2 comment "six" } }
   set ports { type inet_proto . inet_service; elements = { tcp . 8080, udp . 53 } }
+  set subnets { type ipv4_addr; flags interval; }
+  set pairs { type ipv4_addr . ipv4_addr; flags interval; }
   map dnat4 { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; flags interval;
     elements = { 0.0.0.0/0 . tcp . 8080 comment "owner-a" : 10.5.0.2 . 80, 192.0.2.7 . udp . 53 comment "owner-b" : 10.5.0.3 . 53 } }
   chain a { ip saddr @users accept; ip daddr 10.5.0.9 drop; }
@@ -84,5 +87,46 @@ describe("nftables over netlink", () => {
     expect(got.length).toBe(3000);
     expect(new Set(got.map((e) => e.comment)).size).toBe(3000);
     expect(got.find((e) => e.comment === "c2999") && IP.fromBytes(got.find((e) => e.comment === "c2999")!.key).toString()).toBe("10.6.11.183");
+  });
+  test("element changes in one transaction: what nft lists afterwards; a refused batch changes nothing", async () => {
+    const ip = (s: string) => ({ ip: IP.parse(s) });
+    const list = (set: string) => JSON.stringify(nftJson(ns, "list", "table", "inet", T).nftables.filter((o) => ((o.set ?? o.map) as { name?: string } | undefined)?.name === set));
+    const p = Prefix.parse("10.7.0.0/16");
+    await dp.nftChangeElements(ns, "inet", T, [
+      { op: "create", set: "users", elements: [elementBytes({ key: [ip("10.5.0.9")], comment: "n|c9|eth0" })] },
+      { op: "add", set: "subnets", elements: rangeElements(p)! },
+      { op: "add", set: "pairs", elements: [elementBytes({ key: [ip("10.7.0.0"), ip("10.7.0.0")], keyEnd: [ip("10.7.255.255"), ip("10.7.255.255")] })] },
+      { op: "create", set: "dnat4", elements: [elementBytes({ key: [ip("0.0.0.0"), { proto: "tcp" }, { port: 9443 }], keyEnd: [ip("255.255.255.255"), { proto: "tcp" }, { port: 9443 }], data: [ip("10.5.0.9"), { port: 443 }], comment: "owner-c" })] },
+    ]);
+    expect(list("users")).toContain('{"elem":{"val":"10.5.0.9","comment":"n|c9|eth0"}}');
+    expect(list("subnets")).toContain('{"prefix":{"addr":"10.7.0.0","len":16}}');
+    expect(list("pairs")).toContain('{"concat":[{"prefix":{"addr":"10.7.0.0","len":16}},{"prefix":{"addr":"10.7.0.0","len":16}}]}');
+    const dnat = list("dnat4");
+    expect(dnat).toContain('"comment":"owner-c"');
+    expect(dnat).toContain('{"concat":["10.5.0.9",443]}');
+    expect(await dp.nftGetElement(ns, "inet", T, "dnat4", [ip("0.0.0.0"), { proto: "tcp" }, { port: 9443 }], [ip("255.255.255.255"), { proto: "tcp" }, { port: 9443 }])).toEqual({ comment: "owner-c" });
+    // adding what is there is fine, creating it is refused; the refused batch's other changes do not happen
+    await dp.nftChangeElements(ns, "inet", T, [{ op: "add", set: "subnets", elements: rangeElements(p)! }]);
+    const refused = dp.nftChangeElements(ns, "inet", T, [
+      { op: "create", set: "users", elements: [elementBytes({ key: [ip("10.5.0.10")] })] },
+      { op: "create", set: "users", elements: [elementBytes({ key: [ip("10.5.0.9")] })] },
+    ]);
+    await expect(refused).rejects.toThrow(/File exists/);
+    expect(list("users")).not.toContain("10.5.0.10");
+    // a specific address under an every-address range: the kernel's overlap refusal
+    await expect(
+      dp.nftChangeElements(ns, "inet", T, [{ op: "create", set: "dnat4", elements: [elementBytes({ key: [ip("192.0.2.1"), { proto: "tcp" }, { port: 9443 }], keyEnd: [ip("192.0.2.1"), { proto: "tcp" }, { port: 9443 }], data: [ip("10.5.0.3"), { port: 1 }] })] }]),
+    ).rejects.toThrow(/File exists/);
+    // deletes; deleting what is not there is refused (ENOENT) and changes nothing
+    await dp.nftChangeElements(ns, "inet", T, [
+      { op: "delete", set: "users", elements: [elementBytes({ key: [ip("10.5.0.9")] })] },
+      { op: "delete", set: "subnets", elements: rangeElements(p)! },
+      { op: "delete", set: "pairs", elements: [elementBytes({ key: [ip("10.7.0.0"), ip("10.7.0.0")], keyEnd: [ip("10.7.255.255"), ip("10.7.255.255")] })] },
+    ]);
+    expect(list("users")).not.toContain("10.5.0.9");
+    expect(list("subnets")).not.toContain("10.7.0.0");
+    expect(list("pairs")).not.toContain("10.7.0.0");
+    await expect(dp.nftChangeElements(ns, "inet", T, [{ op: "delete", set: "users", elements: [elementBytes({ key: [ip("10.5.0.99")] })] }])).rejects.toThrow(/No such file/);
+    await expect(dp.nftChangeElements(other, "inet", T, [{ op: "add", set: "users", elements: [elementBytes({ key: [ip("10.5.0.99")] })] }])).rejects.toThrow(/No such file/);
   });
 });

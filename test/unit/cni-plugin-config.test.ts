@@ -18,7 +18,7 @@ import {
   parseResolvConf,
   rangeContains,
 } from "../../src/cni/plugins/host-local.ts";
-import { MASQ_RULES, masqAddScript, masqFastScript, masqRemoveScript, masqTag, netTag, parseMasqState, subnetsToDrop } from "../../src/cni/plugins/ipmasq.ts";
+import { MASQ_RULES, masqAddScript, masqFastChanges, masqRemoveScript, masqTag, netTag, parseMasqState, subnetsToDrop } from "../../src/cni/plugins/ipmasq.ts";
 import { parseIpvlan } from "../../src/cni/plugins/ipvlan.ts";
 import { parseMacvlan } from "../../src/cni/plugins/macvlan.ts";
 import { parseStatic } from "../../src/cni/plugins/static.ts";
@@ -218,10 +218,19 @@ describe("bridge / macvlan / ipvlan / tuning config", () => {
 });
 
 describe("masquerade table", () => {
-  test("fast ADD script: create the user, add the subnet (the rules are counted by the kernel)", () => {
-    expect(masqFastScript([IPNet.parse("10.0.0.5/24")], "n|c|eth0")).toBe(
-      'create element inet berth-cni masq4-users { 10.0.0.5 comment "n|c|eth0" }\nadd element inet berth-cni masq4 { 10.0.0.0/24 }\nadd element inet berth-cni masq4-local { 10.0.0.0/24 . 10.0.0.0/24 }\n',
-    );
+  test("fast ADD: netlink changes creating the user and adding the subnet as a range and a pair", () => {
+    const hex = (b: Uint8Array | undefined) => (b ? Buffer.from(b).toString("hex") : undefined);
+    const ch = masqFastChanges([IPNet.parse("10.0.0.5/24")], "n|c|eth0")!;
+    expect(ch.map((c) => `${c.op} ${c.set}`)).toEqual(["create masq4-users", "add masq4", "add masq4-local"]);
+    expect(ch[0]!.elements.map((e) => [hex(e.key), e.comment])).toEqual([["0a000005", "n|c|eth0"]]);
+    // the subnet as the kernel's rbtree holds it: its first address, and the address after its last closing it
+    expect(ch[1]!.elements.map((e) => [hex(e.key), e.intervalEnd ?? false])).toEqual([
+      ["0a000000", false],
+      ["0a000100", true],
+    ]);
+    expect(ch[2]!.elements.map((e) => [hex(e.key), hex(e.keyEnd)])).toEqual([["0a0000000a000000", "0a0000ff0a0000ff"]]);
+    // a subnet reaching the end of the address space has no closing element: the nft script handles it
+    expect(masqFastChanges([IPNet.parse("255.255.255.5/24")], "t")).toBeUndefined();
     expect(masqAddScript([IPNet.parse("10.0.0.5/24")], "n|c|eth0").match(/^add rule /gm)?.length).toBe(MASQ_RULES);
   });
   test("tags are safe, bounded and carry the network for GC", () => {

@@ -2,7 +2,7 @@
 // syntax turned into typed fields (src/cni/plugins/portmap-fast.ts).
 import { describe, expect, test } from "bun:test";
 import { encodeKey } from "../../src/dataplane/netlink/nftables.ts";
-import { fastAddScript, keyFields, keyPort } from "../../src/cni/plugins/portmap-fast.ts";
+import { fastAddChanges, keyFields, keyPort } from "../../src/cni/plugins/portmap-fast.ts";
 import { IP } from "../../src/net/index.ts";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
@@ -27,24 +27,21 @@ describe("nftables set keys", () => {
     expect(keyPort("192.0.2.7 . udp . 53")).toEqual({ port: "udp . 53", everyAddress: false });
   });
 
-  test("fast ADD script: index only specific-address ports, create every element", () => {
-    const s = fastAddScript(
-      "berth-portmap",
+  test("fast ADD changes: index only specific-address ports, create every element with its owner", () => {
+    const ch = fastAddChanges(
       [
         { set: "dnat4", key: "0.0.0.0/0 . tcp . 80", value: "10.0.0.2 . 80" },
         { set: "dnat4", key: "192.0.2.7 . udp . 53", value: "10.0.0.2 . 53" },
         { set: "local4", key: "10.0.0.2" },
       ],
       "n/c/eth0",
-    );
-    expect(s).toBe(
-      [
-        "add element inet berth-portmap hostports4 { udp . 53 }",
-        'create element inet berth-portmap dnat4 { 0.0.0.0/0 . tcp . 80 comment "n/c/eth0" : 10.0.0.2 . 80 }',
-        'create element inet berth-portmap dnat4 { 192.0.2.7 . udp . 53 comment "n/c/eth0" : 10.0.0.2 . 53 }',
-        'create element inet berth-portmap local4 { 10.0.0.2 comment "n/c/eth0" }',
-        "",
-      ].join("\n"),
-    );
+    )!;
+    expect(ch.map((c) => `${c.op} ${c.set}`)).toEqual(["add hostports4", "create dnat4", "create dnat4", "create local4"]);
+    expect(hex(ch[0]!.elements[0]!.key)).toBe("1100000000350000");
+    const any = ch[1]!.elements[0]!;
+    expect([hex(any.key), hex(any.keyEnd!), hex(any.data!), any.comment]).toEqual(["00000000" + "06000000" + "00500000", "ffffffff" + "06000000" + "00500000", "0a000002" + "00500000", "n/c/eth0"]);
+    expect(ch[3]!.elements[0]!.keyEnd).toBeUndefined();
+    // a verdict (conditions) is left to the nft path
+    expect(fastAddChanges([{ set: "cond4", key: "0.0.0.0/0 . tcp . 80", value: "goto cond_x" }], "t")).toBeUndefined();
   });
 });

@@ -24,8 +24,7 @@
  * element of the table first.
  */
 import type { Dataplane } from "../../dataplane/dataplane.ts";
-import type { NftKeyField } from "../../dataplane/netlink/nftables.ts";
-import { nftComment } from "../../dataplane/nftelem.ts";
+import { type ElementBytes, type ElementChange, elementBytes, type NftKeyField } from "../../dataplane/netlink/nftables.ts";
 import { IP, Prefix } from "../../net/index.ts";
 
 export interface FastElement {
@@ -47,7 +46,7 @@ export function keyPort(key: string): { port: string; everyAddress: boolean } {
   return { port: key.slice(i + 3), everyAddress: key.slice(0, i).endsWith("/0") };
 }
 
-/** A key in nft syntax ("0.0.0.0/0 . tcp . 8080", "10.0.0.2 . 10.0.0.2") as typed fields: its first and last key. */
+/** A key or value in nft syntax ("0.0.0.0/0 . tcp . 8080", "10.0.0.2 . 80") as typed fields: its first and last key. */
 export function keyFields(key: string): { first: NftKeyField[]; last: NftKeyField[] } {
   const first: NftKeyField[] = [];
   const last: NftKeyField[] = [];
@@ -81,15 +80,41 @@ async function lookup(dp: Dataplane, table: string, set: string, key: string): P
 /** Rules per chain that baseScript makes: the fast path requires them intact. */
 const CHAIN_RULES: Record<string, number> = { prerouting: 1, output: 1, published: 4, postrouting: 3 };
 
-/** One transaction: extend the host-port index and create every element (fails on any conflict, or a missing table or set). */
-export function fastAddScript(table: string, planned: readonly FastElement[], tag: string): string {
-  const T = `${FAMILY} ${table}`;
-  const lines = new Set<string>();
-  for (const p of planned) {
-    if (p.set.startsWith("dnat") && !keyPort(p.key).everyAddress) lines.add(`add element ${T} ${hostPortsSet(p.set)} { ${keyPort(p.key).port} }`);
+const isInterval = (set: string) => set.startsWith("dnat") || set.startsWith("cond");
+
+/** A planned element as netlink bytes; undefined for what the fast path does not express (a verdict value). */
+function elementOf(p: FastElement, tag: string | undefined): ElementBytes | undefined {
+  const { first, last } = keyFields(p.key);
+  let data: NftKeyField[] | undefined;
+  if (p.value !== undefined && tag !== undefined) {
+    if (p.value.startsWith("goto ")) return undefined;
+    data = keyFields(p.value).first;
   }
-  for (const p of planned) lines.add(`create element ${T} ${p.set} { ${p.key} ${nftComment(tag)}${p.value ? ` : ${p.value}` : ""} }`);
-  return `${[...lines].join("\n")}\n`;
+  return elementBytes({ key: first, ...(isInterval(p.set) ? { keyEnd: last } : {}), ...(data ? { data } : {}), ...(tag !== undefined ? { comment: tag } : {}) });
+}
+
+/**
+ * The fast ADD's one transaction: extend the host-port index and create every element
+ * (the kernel refuses any conflict, or a missing table or set). undefined when an
+ * element cannot be expressed.
+ */
+export function fastAddChanges(planned: readonly FastElement[], tag: string): ElementChange[] | undefined {
+  const changes: ElementChange[] = [];
+  const indexed = new Set<string>();
+  for (const p of planned) {
+    if (!p.set.startsWith("dnat") || keyPort(p.key).everyAddress) continue;
+    const { port } = keyPort(p.key);
+    const id = `${hostPortsSet(p.set)} ${port}`;
+    if (indexed.has(id)) continue;
+    indexed.add(id);
+    changes.push({ op: "add", set: hostPortsSet(p.set), elements: [elementBytes({ key: keyFields(port).first })] });
+  }
+  for (const p of planned) {
+    const e = elementOf(p, tag);
+    if (!e) return undefined;
+    changes.push({ op: "create", set: p.set, elements: [e] });
+  }
+  return changes;
 }
 
 /**
@@ -101,8 +126,13 @@ export async function fastAdd(dp: Dataplane, table: string, planned: readonly Fa
     if (!p.set.startsWith("dnat") || !keyPort(p.key).everyAddress) continue;
     if ((await lookup(dp, table, hostPortsSet(p.set), keyPort(p.key).port)) !== undefined) return false;
   }
-  const r = await dp.nftTry(null, fastAddScript(table, planned, tag));
-  if (!r.ok) return false;
+  const changes = fastAddChanges(planned, tag);
+  if (!changes) return false;
+  try {
+    await dp.nftChangeElements(null, FAMILY, table, changes);
+  } catch {
+    return false;
+  }
   for (const [chain, n] of Object.entries(CHAIN_RULES)) if ((await dp.nftChainRuleCount(null, FAMILY, table, chain)) !== n) return false;
   return true;
 }
@@ -115,8 +145,12 @@ export async function fastAdd(dp: Dataplane, table: string, planned: readonly Fa
  */
 export async function fastDel(dp: Dataplane, table: string, planned: readonly FastElement[], tag: string): Promise<boolean> {
   for (const p of planned) if ((await lookup(dp, table, p.set, p.key)) !== tag) return false;
-  const bySet = new Map<string, string[]>();
-  for (const p of planned) bySet.set(p.set, [...(bySet.get(p.set) ?? []), p.key]);
-  const del = [...bySet].map(([set, keys]) => `delete element ${FAMILY} ${table} ${set} { ${keys.join(", ")} }`);
-  return (await dp.nftTry(null, `${del.join("\n")}\n`)).ok;
+  const changes: ElementChange[] = [];
+  for (const p of planned) changes.push({ op: "delete", set: p.set, elements: [elementOf(p, undefined)!] });
+  try {
+    await dp.nftChangeElements(null, FAMILY, table, changes);
+    return true;
+  } catch {
+    return false;
+  }
 }

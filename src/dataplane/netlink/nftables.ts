@@ -10,18 +10,34 @@
  *  - What are the keys and comments of one plain set? (a GETSETELEM dump of that set
  *    only: still O(elements), but raw bytes, ~30x cheaper than libnftables' JSON of
  *    the whole table.)
+ *  - Has anything changed in the namespace's nftables? (NFT_MSG_GETGEN: the ruleset
+ *    generation, which every committed transaction of anyone in the namespace
+ *    increments by one: O(1) where a listing is O(elements).)
  *
- * Changes still go through libnftables (nft-ffi.ts): it is the one parser of nft's
- * language, and element additions do not make it dump anything.
+ * And one change: set elements added or deleted in one transaction (an nfnetlink
+ * batch), for the CNI plugins' per-container elements. Through libnftables the first
+ * command of a process costs ~3.5 ms (loading the library and its dependencies,
+ * making the context); this costs one datagram. Everything else still goes through
+ * libnftables (nft-ffi.ts), the one parser of nft's language.
  */
-import type { IP } from "../../net/index.ts";
+import type { IP, Prefix } from "../../net/index.ts";
 import { MsgWriter, type NlMsg, parseAttrs } from "./codec.ts";
 import { ENOENT } from "./sys.ts";
 import { NetlinkError, type NetlinkSocket } from "./socket.ts";
 
 const NFNL_SUBSYS_NFTABLES = 10;
 const NFT_MSG_GETRULE = 7;
+const NFT_MSG_NEWSETELEM = 12;
 const NFT_MSG_GETSETELEM = 13;
+const NFT_MSG_GETGEN = 16;
+const NFTA_GEN_ID = 1;
+const NFT_MSG_DELSETELEM = 14;
+const NFNL_MSG_BATCH_BEGIN = 0x10;
+const NFNL_MSG_BATCH_END = 0x11;
+const NLM_F_EXCL = 0x200;
+const NLM_F_CREATE = 0x400;
+const NFTA_SET_ELEM_FLAGS = 3;
+const NFT_SET_ELEM_INTERVAL_END = 1;
 const NFTA_RULE_TABLE = 1;
 const NFTA_RULE_CHAIN = 2;
 const NFTA_SET_ELEM_LIST_TABLE = 1;
@@ -29,6 +45,7 @@ const NFTA_SET_ELEM_LIST_SET = 2;
 const NFTA_SET_ELEM_LIST_ELEMENTS = 3;
 const NFTA_LIST_ELEM = 1;
 const NFTA_SET_ELEM_KEY = 1;
+const NFTA_SET_ELEM_DATA = 2;
 const NFTA_SET_ELEM_USERDATA = 6;
 const NFTA_SET_ELEM_KEY_END = 10;
 const NFTA_DATA_VALUE = 1;
@@ -72,6 +89,15 @@ function family(name: string): number {
 function nfMsg(type: number, fam: string, flags: number): MsgWriter {
   // struct nfgenmsg { u8 nfgen_family; u8 version; __be16 res_id; }
   return new MsgWriter((NFNL_SUBSYS_NFTABLES << 8) | type, flags).raw(Uint8Array.of(family(fam), 0, 0, 0));
+}
+
+/** The namespace's nftables ruleset generation (incremented by every committed transaction, whoever makes it). */
+export function rulesetGeneration(s: NetlinkSocket): number {
+  // the generation is not per family: AF_UNSPEC
+  const reply = s.get(new MsgWriter((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN, 0).raw(Uint8Array.of(0, 0, 0, 0)));
+  const id = parseAttrs(reply.body, 4).get(NFTA_GEN_ID);
+  if (!id || id.length < 4) throw new NetlinkError(5, undefined, "nftables generation: no NFTA_GEN_ID in the answer");
+  return new DataView(id.buffer, id.byteOffset, 4).getUint32(0, false);
 }
 
 /** The number of rules in a chain (0 also when the table or the chain does not exist: the filtered dump is empty). */
@@ -170,4 +196,108 @@ function udataComment(udata: Uint8Array | undefined): string {
     return new TextDecoder().decode(z < 0 ? v : v.subarray(0, z));
   }
   return "";
+}
+
+/** One element to add or delete, in the kernel's layout (see encodeKey). */
+export interface ElementBytes {
+  key: Uint8Array;
+  /** Concatenated interval sets (pipapo): the last key of the range. */
+  keyEnd?: Uint8Array;
+  /** Maps: the value. */
+  data?: Uint8Array;
+  comment?: string;
+  /** Single-field interval sets (rbtree): this element closes a range (its key is the first key after it). */
+  intervalEnd?: boolean;
+}
+
+/** What to do with some elements of one set: `create` fails on an element that exists, `add` does not. */
+export interface ElementChange {
+  op: "add" | "create" | "delete";
+  set: string;
+  elements: readonly ElementBytes[];
+}
+
+const enc = new TextEncoder();
+
+function putElement(m: MsgWriter, e: ElementBytes, withComment: boolean): void {
+  const el = m.nest(NFTA_LIST_ELEM | NLA_F_NESTED);
+  const k = m.nest(NFTA_SET_ELEM_KEY | NLA_F_NESTED);
+  m.attr(NFTA_DATA_VALUE, e.key).end(k);
+  if (e.keyEnd) {
+    const ke = m.nest(NFTA_SET_ELEM_KEY_END | NLA_F_NESTED);
+    m.attr(NFTA_DATA_VALUE, e.keyEnd).end(ke);
+  }
+  if (e.intervalEnd) {
+    const f = new Uint8Array(4);
+    new DataView(f.buffer).setUint32(0, NFT_SET_ELEM_INTERVAL_END, false);
+    m.attr(NFTA_SET_ELEM_FLAGS, f);
+  }
+  if (e.data) {
+    const d = m.nest(NFTA_SET_ELEM_DATA | NLA_F_NESTED);
+    m.attr(NFTA_DATA_VALUE, e.data).end(d);
+  }
+  if (withComment && e.comment !== undefined) {
+    const c = enc.encode(e.comment);
+    if (c.length + 1 > 255) throw new RangeError(`nft comment too long: ${e.comment}`);
+    const u = new Uint8Array(2 + c.length + 1);
+    u[0] = UDATA_SET_ELEM_COMMENT;
+    u[1] = c.length + 1;
+    u.set(c, 2);
+    m.attr(NFTA_SET_ELEM_USERDATA, u);
+  }
+  m.end(el);
+}
+
+/**
+ * Adds, creates and deletes set elements in one nf_tables transaction: all of it
+ * happens or nothing does. A refusal throws NetlinkError (EEXIST: an element to
+ * create exists or overlaps; ENOENT: no such table, set or element to delete).
+ */
+export function changeSetElements(s: NetlinkSocket, fam: string, table: string, changes: readonly ElementChange[]): void {
+  const batchMsg = (type: number) => new MsgWriter(type, 0).raw(Uint8Array.of(0, 0, 0, NFNL_SUBSYS_NFTABLES));
+  const parts: { msg: MsgWriter; flags: number; ack: boolean }[] = [{ msg: batchMsg(NFNL_MSG_BATCH_BEGIN), flags: 0, ack: false }];
+  for (const c of changes) {
+    if (c.elements.length === 0) continue;
+    const del = c.op === "delete";
+    const m = nfMsg(del ? NFT_MSG_DELSETELEM : NFT_MSG_NEWSETELEM, fam, 0).str(NFTA_SET_ELEM_LIST_TABLE, table).str(NFTA_SET_ELEM_LIST_SET, c.set);
+    const list = m.nest(NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED);
+    for (const e of c.elements) putElement(m, e, !del);
+    m.end(list);
+    parts.push({ msg: m, flags: del ? 0 : NLM_F_CREATE | (c.op === "create" ? NLM_F_EXCL : 0), ack: true });
+  }
+  if (parts.length === 1) return;
+  parts.push({ msg: batchMsg(NFNL_MSG_BATCH_END), flags: 0, ack: false });
+  s.batch(parts);
+}
+
+/** An element as typed fields (encoded with encodeKey). */
+export interface TypedElement {
+  key: readonly NftKeyField[];
+  keyEnd?: readonly NftKeyField[];
+  data?: readonly NftKeyField[];
+  comment?: string;
+}
+
+export function elementBytes(e: TypedElement): ElementBytes {
+  return {
+    key: encodeKey(e.key),
+    ...(e.keyEnd ? { keyEnd: encodeKey(e.keyEnd) } : {}),
+    ...(e.data ? { data: encodeKey(e.data) } : {}),
+    ...(e.comment !== undefined ? { comment: e.comment } : {}),
+  };
+}
+
+/**
+ * A prefix in a single-field interval set (the kernel's rbtree): an element opening
+ * the range at its first address and one closing it at the address after its last.
+ * undefined for a prefix reaching the end of the address space (no address after it).
+ */
+export function rangeElements(p: Prefix, comment?: string): ElementBytes[] | undefined {
+  const last = p.last();
+  const allOnes = last.toBytes().every((b) => b === 0xff);
+  if (allOnes) return undefined;
+  return [
+    { key: encodeKey([{ ip: p.ip }]), ...(comment !== undefined ? { comment } : {}) },
+    { key: encodeKey([{ ip: last.add(1) }]), intervalEnd: true },
+  ];
 }

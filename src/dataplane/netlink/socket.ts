@@ -127,6 +127,48 @@ export class NetlinkSocket {
     }
   }
 
+  /**
+   * Sends several messages in one datagram (an nfnetlink batch) and waits for the ack
+   * of every one flagged `ack`; the first refusal throws NetlinkError (the kernel
+   * answers every acked message, failed or not, so all answers are read first).
+   */
+  batch(parts: readonly { msg: MsgWriter; flags: number; ack: boolean }[]): void {
+    if (this.fd < 0) throw new Error("netlink socket is closed");
+    const chunks: Uint8Array[] = [];
+    const waiting = new Set<number>();
+    for (const p of parts) {
+      nextSeq = (nextSeq + 1) >>> 0;
+      if (p.ack) waiting.add(nextSeq);
+      chunks.push(p.msg.finish(nextSeq, NLM_F_REQUEST | p.flags | (p.ack ? NLM_F_ACK : 0)));
+    }
+    const first = (nextSeq - parts.length + 1) >>> 0;
+    const buf = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+    let off = 0;
+    for (const c of chunks) {
+      buf.set(c, off);
+      off += c.length;
+    }
+    const s = sys();
+    for (;;) {
+      const n = s.sendto(this.fd, buf, buf.length, 0, NetlinkSocket.kernelAddr, NetlinkSocket.kernelAddr.length);
+      if (n >= 0) break;
+      const e = s.errno();
+      if (e !== EINTR) throw new NetlinkError(e, undefined, "netlink send");
+    }
+    let failure: NetlinkError | undefined;
+    while (waiting.size > 0) {
+      for (const m of this.recvBatch()) {
+        if (m.type !== NLMSG_ERROR) continue;
+        const { errno, extack } = parseError(m);
+        if (errno !== 0) failure ??= new NetlinkError(errno, extack);
+        // a refused commit is answered on the batch's first message, which asked no ack
+        if (m.seq === first && errno !== 0) waiting.clear();
+        waiting.delete(m.seq);
+      }
+    }
+    if (failure) throw failure;
+  }
+
   /** Sends a GET for one object and returns its reply message (NLMSG_ERROR throws). */
   get(msg: MsgWriter): NlMsg {
     const seq = this.send(msg, NLM_F_REQUEST);
