@@ -23,7 +23,9 @@ import { IpBatch } from "./ipbatch.ts";
 import { run, type RunOptions, type RunResult } from "./exec.ts";
 import { withNetnsPath } from "./netns-ffi.ts";
 import { executeOps, ipText, supportsAll } from "./netlink/execute.ts";
-import { delLinkByName } from "./netlink/messages.ts";
+import { RTM_NEWLINK } from "./netlink/codec.ts";
+import { LinkEvents } from "./netlink/link-events.ts";
+import { delLinkByName, dumpLinks } from "./netlink/messages.ts";
 import { linkNames, readAddresses, readLink, readLinkKind, readLinkKinds, readLinks, readLinkStats, readRoutes } from "./netlink/read.ts";
 import {
   chainRuleCount,
@@ -39,6 +41,7 @@ import {
 } from "./netlink/nftables.ts";
 import { NetlinkError, NetlinkSocket } from "./netlink/socket.ts";
 import { ENODEV, NETLINK_NETFILTER } from "./netlink/sys.ts";
+import { LinkMonitor } from "./link-monitor.ts";
 import { nftInProcess, nftInProcessAvailable, spawnNft } from "./nft-ffi.ts";
 
 export const NETNS_DIR = "/run/netns";
@@ -280,6 +283,22 @@ export class Dataplane {
     return (JSON.parse(r.stdout || "[]") as IpJsonLink[]).map(toLinkInfo);
   }
 
+  /**
+   * The links of `ns` as `links` answers them, kept current from the kernel's link
+   * notifications instead of dumped on every look (link-monitor.ts); undefined with the
+   * `ip` backend. Close it when done: its socket keeps the namespace alive.
+   */
+  linkMonitor(ns: string | null): LinkMonitor | undefined {
+    if (this.linkBackend !== "netlink") return undefined;
+    let events: LinkEvents;
+    try {
+      events = LinkEvents.open(ns === null ? undefined : this.netnsPath(ns));
+    } catch (e) {
+      throw systemError("ip-link", `link notifications${ns ? ` (netns ${ns})` : ""}: ${(e as Error).message}`);
+    }
+    return new LinkMonitor(events, () => this.withNetlink(ns, "ip-link", (s) => s.dump(dumpLinks()).filter((m) => m.type === RTM_NEWLINK)));
+  }
+
   async link(ns: string | null, name: string): Promise<LinkInfo | undefined> {
     if (this.linkBackend === "netlink") return this.withNetlink(ns, "ip-link", (s) => readLink(s, name));
     const r = await run([...ipArgs(ns), "-j", "-d", "link", "show", "dev", name], { allowFailure: true });
@@ -457,21 +476,24 @@ export class Dataplane {
   // ---------- sysctl ----------
 
   async sysctlSet(ns: string | null, entries: Record<string, string | number>): Promise<void> {
-    const args = Object.entries(entries).map(([k, v]) => `${k}=${v}`);
-    if (args.length === 0) return;
-    await this.exec(ns, ["sysctl", "-q", "-w", ...args]);
+    if (ns === null) return this.sysctlSetOwn(entries);
+    // /proc/sys/net shows the namespace of whoever opens the file: written inside a setns
+    // window, no `nsenter sysctl` process (2-5 ms) is needed
+    const path = this.netnsPath(ns);
+    if (!existsSync(path)) throw systemError("sysctl", `Cannot open network namespace "${ns}": No such file or directory`);
+    withNetnsPath(path, () => this.sysctlSetOwn(entries, ns));
   }
 
   /**
    * Sets sysctls of the namespace this process runs in by writing /proc/sys directly
    * (no process spawned). Keys in dotted or slash form ("net.ipv4.ip_forward").
    */
-  sysctlSetOwn(entries: Record<string, string | number>): void {
+  sysctlSetOwn(entries: Record<string, string | number>, what?: string): void {
     for (const [k, v] of Object.entries(entries)) {
       try {
         writeFileSync(`/proc/sys/${sysctlPath(k)}`, String(v));
       } catch (e) {
-        throw systemError("sysctl", `cannot set ${k}=${v}: ${(e as Error).message}`);
+        throw systemError("sysctl", `cannot set ${k}=${v}${what ? ` (netns ${what})` : ""}: ${(e as Error).message}`);
       }
     }
   }
@@ -630,8 +652,17 @@ export interface NftJson {
 }
 
 /** "net.ipv4.conf.eth0.rp_filter" -> "net/ipv4/conf/eth0/rp_filter"; a key with "/" is taken as a path already. */
+/**
+ * A sysctl key as its file under /proc/sys, read as sysctl(8) reads it: when the first
+ * separator is a dot, dots separate and a slash stands for a dot inside a name
+ * ("net.ipv4.conf.eth0/100.rp_filter"); otherwise slashes separate ("net/ipv4/conf/eth0.100/rp_filter").
+ */
 function sysctlPath(key: string): string {
-  const p = key.includes("/") ? key.replace(/^\/+/, "") : key.replaceAll(".", "/");
+  const k = key.replace(/^\/+/, "");
+  const dot = k.indexOf(".");
+  const slash = k.indexOf("/");
+  const dotted = dot >= 0 && (slash < 0 || dot < slash);
+  const p = dotted ? k.replace(/[./]/g, (c) => (c === "." ? "/" : ".")) : k;
   if (p.split("/").some((seg) => seg === ".." || seg === "." || seg === "")) {
     throw systemError("sysctl", `invalid sysctl key ${JSON.stringify(key)}`);
   }
