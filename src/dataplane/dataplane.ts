@@ -371,11 +371,11 @@ export class Dataplane {
   async addresses(ns: string | null, dev?: string): Promise<AddrInfo[]> {
     if (this.linkBackend === "netlink") {
       return this.withNetlink(ns, "ip-address", (s) => {
-        const names = linkNames(s);
-        if (dev === undefined) return readAddresses(s, names);
-        const idx = [...names].find(([, n]) => n === dev)?.[0];
-        if (idx === undefined) throw systemError("ip-address", `ip address show dev ${dev}: Device "${dev}" does not exist.`);
-        return readAddresses(s, names, idx);
+        if (dev === undefined) return readAddresses(s, linkNames(s));
+        // one link: looked up by name, its addresses dumped alone (no dump of every link)
+        const link = readLink(s, dev);
+        if (!link) throw systemError("ip-address", `ip address show dev ${dev}: Device "${dev}" does not exist.`);
+        return readAddresses(s, new Map([[link.index, link.name]]), link.index);
       });
     }
     const r = await run([...ipArgs(ns), "-j", "address", "show", ...(dev ? ["dev", dev] : [])]);

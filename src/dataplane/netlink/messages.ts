@@ -229,8 +229,9 @@ export function getLink(by: string | number): MsgWriter {
 export function dumpLinks(skipStats = true): MsgWriter {
   return new MsgWriter(RTM_GETLINK, 0).raw(ifinfomsg({ family: AF_UNSPEC })).u32(IFLA_EXT_MASK, skipStats ? RTEXT_FILTER_SKIP_STATS : 0);
 }
-export function dumpAddrs(family: 0 | 4 | 6 = 0): MsgWriter {
-  return new MsgWriter(RTM_GETADDR, 0).raw(ifaddrmsg({ family: family === 0 ? AF_UNSPEC : af(family), prefixlen: 0, index: 0 }));
+/** An address dump; `index` limits it to one link (the kernel honours it on a socket in strict-check mode). */
+export function dumpAddrs(family: 0 | 4 | 6 = 0, index = 0): MsgWriter {
+  return new MsgWriter(RTM_GETADDR, 0).raw(ifaddrmsg({ family: family === 0 ? AF_UNSPEC : af(family), prefixlen: 0, index }));
 }
 export function dumpRoutes(family: 4 | 6): MsgWriter {
   return new MsgWriter(RTM_GETROUTE, 0).raw(rtmsg({ family: af(family) }));

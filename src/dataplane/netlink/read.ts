@@ -55,7 +55,7 @@ const OPERSTATES = ["UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING"
 const SCOPES: Record<number, string> = { 0: "global", 200: "site", 253: "link", 254: "host", 255: "nowhere" };
 
 /** A link as the kernel reported it, with its master still an index. */
-interface RawLink {
+export interface RawLink {
   info: LinkInfo;
   masterIndex: number | undefined;
 }
@@ -83,6 +83,11 @@ function rawLink(i: IfInfo): RawLink {
     },
     masterIndex: master || undefined,
   };
+}
+
+/** The link of one RTM_NEWLINK / RTM_DELLINK message (a dump's or a notification's), its master still an index. */
+export function decodeRawLink(m: NlMsg): RawLink {
+  return rawLink(parseIfInfo(m.body));
 }
 
 /** Every link of the socket's namespace, in the kernel's (ifindex) order. */
@@ -120,7 +125,10 @@ export function readLink(sock: NetlinkSocket, name: string): LinkInfo | undefine
 
 /** Addresses of every link (or of the link with index `onlyIndex`), grouped per link in `order`, as `ip addr show` lists them. */
 export function readAddresses(sock: NetlinkSocket, names: ReadonlyMap<number, string>, onlyIndex?: number): AddrInfo[] {
-  return decodeAddresses(sock.dump(msg.dumpAddrs()), names, onlyIndex);
+  // one link's addresses: the kernel filters the dump (strict mode), else every link's would be
+  // read and decoded (a host with 500 veths has 500 link-local addresses)
+  const msgs = onlyIndex === undefined ? sock.dump(msg.dumpAddrs()) : sock.strictly(() => sock.dump(msg.dumpAddrs(0, onlyIndex)));
+  return decodeAddresses(msgs, names, onlyIndex);
 }
 
 /** The addresses of an RTM_GETADDR dump, per link in the order of `names` (ifindex -> name). */

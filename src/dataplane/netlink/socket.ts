@@ -15,6 +15,7 @@ import {
   EAGAIN,
   EINTR,
   NETLINK_EXT_ACK,
+  NETLINK_GET_STRICT_CHK,
   NETLINK_ROUTE,
   SO_RCVBUF,
   SO_RCVTIMEO,
@@ -167,6 +168,22 @@ export class NetlinkSocket {
       }
     }
     if (failure) throw failure;
+  }
+
+  /**
+   * Runs `fn` with the socket in strict-check mode (NETLINK_GET_STRICT_CHK), in which the
+   * kernel validates dump requests and honours their filters (an address dump of one link).
+   * A kernel without it runs `fn` unfiltered: callers filter the answer themselves too.
+   */
+  strictly<T>(fn: () => T): T {
+    const s = sys();
+    const on = Uint8Array.of(1, 0, 0, 0);
+    const strict = s.setsockopt(this.fd, SOL_NETLINK, NETLINK_GET_STRICT_CHK, on, 4) === 0;
+    try {
+      return fn();
+    } finally {
+      if (strict) s.setsockopt(this.fd, SOL_NETLINK, NETLINK_GET_STRICT_CHK, new Uint8Array(4), 4);
+    }
   }
 
   /** Sends a GET for one object and returns its reply message (NLMSG_ERROR throws). */
