@@ -276,15 +276,17 @@ export async function bestEffort(steps: readonly (() => Promise<unknown>)[]): Pr
 }
 
 /**
- * The DEL every interface plugin does: release the addresses through IPAM and
- * remove the container's interface (a gone netns is success), side by side with
- * the plugin's own `extra` steps; all errors are reported together.
+ * The DEL every interface plugin does: the plugin's own `extra` steps, then release
+ * the addresses through IPAM and remove the container's interface (a gone netns is
+ * success); every step runs whatever the others did, all errors are reported together.
  */
 export async function delInterface(dp: Dataplane, conf: NetConf, env: CniEnv, plugin: string, extra: readonly (() => Promise<unknown>)[] = []): Promise<void> {
-  // the extra steps (nftables deletions) first: the kernel frees deleted set elements after an RCU
-  // grace period, which then passes during the link deletion instead of stalling the process's exit
-  const errors = await bestEffort([
-    ...extra,
+  // the extra steps (nftables deletions) first and to their end: the kernel frees deleted set elements
+  // after an RCU grace period, which then passes during the link deletion instead of stalling the
+  // process's exit (every step is synchronous underneath: started together, the link deletion would
+  // run before the extra steps' second half)
+  const errors = await bestEffort(extra);
+  errors.push(...(await bestEffort([
     async () => {
       if (conf.ipam?.type) await delegateIpam("DEL", conf, env);
     },
@@ -294,7 +296,7 @@ export async function delInterface(dp: Dataplane, conf: NetConf, env: CniEnv, pl
         if (errs[0]) throw errs[0];
       }
     },
-  ]);
+  ])));
   if (errors.length > 0) throw combinedError(`${plugin} DEL`, errors);
 }
 
