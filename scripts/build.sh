@@ -5,10 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p dist/cni
-if [ ! -x dist/berth ] || [ -n "$(find src -newer dist/berth -name '*.ts' -print -quit)" ]; then
+if [ ! -x dist/berth ] || [ -n "$(find src scripts/build.sh -newer dist/berth \( -name '*.ts' -o -name build.sh \) -print -quit)" ]; then
   # --splitting: each lazily imported part (daemon, CLI, one CNI plugin) is its own chunk whose bytecode
   # loads only when imported, so a plugin process does not pay for the daemon's code (4-5 ms per exec)
-  node_modules/.bin/bun build --compile --minify --bytecode --splitting --format=esm src/main.ts --outfile dist/berth >/dev/null
+  # --compile-jit-policy: short-lived processes stay in the interpreter (berthd resets it, src/main.ts);
+  # no bunfig.toml or .env is looked for in the caller's directory
+  node_modules/.bin/bun build --compile --minify --bytecode --splitting --format=esm --compile-jit-policy=20 \
+    --no-compile-autoload-bunfig --no-compile-autoload-dotenv src/main.ts --outfile dist/berth >/dev/null
 fi
 ln -sf berth dist/berthd
 for p in loopback host-local static bridge ptp macvlan ipvlan tuning portmap bandwidth firewall overlay; do

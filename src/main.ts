@@ -12,10 +12,12 @@ async function main(): Promise<number> {
   const name = basename(process.argv0);
   // the portmap plugin's [::1] forwarder (started by the plugin under whatever name it runs)
   if (argv[0] === "portmap-forwarder") {
+    longRunning();
     const { forwarderMain } = await import("./cni/plugins/portmap-forwarder.ts");
     return forwarderMain(argv.slice(1));
   }
   if (name === "berthd" || argv[0] === "berthd") {
+    longRunning();
     const { berthdMain } = await import("./daemon/main.ts");
     return berthdMain(name === "berthd" ? argv : argv.slice(1));
   }
@@ -27,6 +29,15 @@ async function main(): Promise<number> {
   // started as berth, or through the runtime (bun, bun.exe, a differently named copy)
   const { berthMain } = await import("./cli/main.ts");
   return berthMain(argv);
+}
+
+/**
+ * The compiled binary starts with the JIT's tier-up thresholds raised (build.sh:
+ * --compile-jit-policy): a CNI plugin or CLI process ends before compiling its
+ * code would pay back (~1 ms per process). A daemon goes back to the normal policy.
+ */
+function longRunning(): void {
+  Bun.unsafe.setJITPolicy(1);
 }
 
 main().then(
