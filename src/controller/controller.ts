@@ -18,16 +18,17 @@ import { MacvlanDriver } from "../drivers/macvlan/macvlan-driver.ts";
 import { NullDriver } from "../drivers/null/null-driver.ts";
 import { type OverlayCluster, OverlayDriver } from "../drivers/overlay/overlay-driver.ts";
 import { BerthError, conflict, forbidden, invalid, notFound, unavailable } from "../errors.ts";
-import { Firewall } from "../firewall/firewall.ts";
-import type { FirewallNetwork, FirewallOpenPort, FirewallPort, FirewallSource, FirewallState } from "../firewall/ruleset.ts";
+import { flattenState } from "../firewall/desired.ts";
+import { Firewall, type FirewallChange } from "../firewall/firewall.ts";
+import type { FirewallState } from "../firewall/ruleset.ts";
 import type { Ipam } from "../ipam/index.ts";
 import { IP, MAC, type PortMapping, type Prefix, validateContainerId, validateDnsLabel, validateIfName, validateNetworkName } from "../net/index.ts";
 import { EventBus } from "../observe/events.ts";
 import { Loopback6Proxy, type LoopbackForward } from "../proxy/loopback6.ts";
-import { scanNetworkEndpoints } from "../store/endpoint-index.ts";
 import { endpointOn, isId, nameTaken, newId, nowIso } from "../store/index.ts";
 import type { EndpointRecord, NetworkRecord, Store, StoredPortMapping } from "../store/types.ts";
 import { Faults } from "./faults.ts";
+import { readFirewallState, StoreFirewall } from "./firewall-state.ts";
 import { attachGatewayBridge, detachGatewayBridgeIfUnused } from "./gateway-bridge.ts";
 import type { ConnectRequest, CreateNetworkRequest, NetworkFilter } from "./types.ts";
 import { UndoStack } from "./undo.ts";
@@ -62,8 +63,8 @@ export class Controller {
     this.dp = o.dp;
     this.faults = o.faults ?? new Faults();
     this.events = o.events ?? new EventBus();
-    this.firewall = new Firewall(this.dp, this.dp.hostNs);
     this.loopback6 = new Loopback6Proxy(this.dp, this.dp.hostNs, (msg) => this.events.emit("network", "warning", "", { message: msg }));
+    this.firewall = new Firewall(this.dp, this.dp.hostNs, new StoreFirewall(this.store, this.loopback6));
     const ctx: DriverContext = { dp: this.dp, faults: this.faults, syncFirewall: () => this.syncFirewall() };
     for (const d of [new NullDriver(), new HostDriver(), new BridgeDriver(ctx), new MacvlanDriver(ctx, this.store), new IpvlanDriver(ctx, this.store), new OverlayDriver(ctx, this.store, o.cluster)]) {
       this.drivers.set(d.name, d);
@@ -384,7 +385,7 @@ export class Controller {
       // the firewall learns the endpoint (its bridge port's source addresses for anti-spoofing, its
       // published ports) before the container's side comes up: no packet of it is ever unpoliced
       if (inFirewall(net, ep)) {
-        await this.syncFirewall();
+        await this.syncFirewall({ endpoint: ep.id });
         this.faults.hit("connect:after-firewall");
       }
       if (!req.external) {
@@ -405,7 +406,7 @@ export class Controller {
       return ep;
     } catch (e) {
       await undo.rollback();
-      if (inFirewall(net, ep)) await this.syncFirewall().catch(() => undefined);
+      if (inFirewall(net, ep)) await this.syncFirewall({ endpoint: ep.id }).catch(() => undefined);
       throw e;
     }
   }
@@ -449,7 +450,7 @@ export class Controller {
       this.faults.checkpoint("disconnect:after-release");
       await step(() => this.store.endpoints.delete(ep.id));
     });
-    if (inFirewall(net, ep)) await step(() => this.syncFirewall());
+    if (inFirewall(net, ep)) await step(() => this.syncFirewall({ endpoint: ep.id }));
     if (!ep.external && isGatewayBridged(driver) && driver.needsGatewayBridge(net)) {
       await step(() => detachGatewayBridgeIfUnused(this, ep.containerId, netns));
     }
@@ -580,10 +581,10 @@ export class Controller {
       await tx.endpoints.update(next);
     });
     try {
-      await this.syncFirewall();
+      await this.syncFirewall({ endpoint: ep.id });
     } catch (e) {
       await this.store.endpoints.update(ep);
-      await this.syncFirewall().catch(() => undefined);
+      await this.syncFirewall({ endpoint: ep.id }).catch(() => undefined);
       throw e;
     }
     return next;
@@ -596,64 +597,19 @@ export class Controller {
 
   // ---------------- firewall ----------------
 
-  /** Renders Berth's nftables table from the store and applies it atomically. */
-  syncFirewall(): Promise<void> {
-    // the [::1] forwarders follow the same state, inside the same lock (a strict bind failure aborts the sync)
-    return this.firewall.sync(async () => {
-      const state = await this.firewallState();
-      await this.loopback6.sync(state.loopback6);
-      return state;
-    });
+  /**
+   * Brings Berth's nftables tables (and the [::1] forwarders) to the state in the store, in
+   * one atomic transaction: `change` names the one endpoint whose record changed (only its
+   * elements are recomputed), none means anything may have (networks, start, repairs).
+   */
+  syncFirewall(change?: FirewallChange): Promise<void> {
+    return this.firewall.sync(change);
   }
 
+  /** The whole firewall state the store describes (as the firewall renders it), with the [::1] forwards. */
   async firewallState(): Promise<FirewallState & { loopback6: LoopbackForward[] }> {
-    const networks: FirewallNetwork[] = [];
-    const ports: FirewallPort[] = [];
-    const open: FirewallOpenPort[] = [];
-    const loopback6: LoopbackForward[] = [];
-    const sources: FirewallSource[] = [];
-    for (const net of await this.store.networks.list()) {
-      // only bridge traffic crosses Berth's table: macvlan/ipvlan children sit on their parent's segment
-      if (net.driver !== "bridge") continue;
-      const st = net.driverState as { bridge?: string };
-      if (!st.bridge) continue;
-      const opts = parseBridgeOptions(net.options, net.id);
-      // gateway mode per family (Docker's gateway_mode_ipv4/6): nat masquerades and publishes host ports;
-      // routed does neither, the container's published ports are open to routed traffic instead
-      const routed = (fam: 4 | 6) => !net.internal && opts.gatewayMode[fam] === "routed";
-      networks.push({
-        bridge: st.bridge,
-        internal: net.internal,
-        masquerade: net.internal || !opts.masquerade ? [] : net.ipam.pools.map((p) => p.subnet).filter((p) => !routed(p.family)),
-        routed: net.ipam.pools.map((p) => p.subnet).filter((p) => routed(p.family)),
-      });
-      for (const ep of await scanNetworkEndpoints(this.store, net.id)) {
-        // anti-spoofing: the container's port may send only from its own MAC and addresses (an
-        // external runtime's endpoint is configured by that runtime, so its port is not policed)
-        const port = (ep.driverState as { hostIfname?: string }).hostIfname;
-        if (port && !ep.external) sources.push({ port, mac: ep.mac, addresses: ep.addresses.map((a) => a.ip) });
-        for (const p of ep.ports) {
-          // "0.0.0.0" / "::" mean every address of that family
-          const hostIP = p.hostIP?.isUnspecified() ? undefined : p.hostIP;
-          for (const a of ep.addresses) {
-            if (p.hostIP && p.hostIP.family !== a.ip.family) continue;
-            if (routed(a.ip.family)) {
-              open.push({ target: a.ip, protocol: p.protocol, port: p.containerPort });
-              continue;
-            }
-            const forward = { protocol: p.protocol, hostPort: p.hostPort, target: a.ip, targetPort: p.containerPort };
-            if (hostIP?.family === 6 && hostIP.isLoopback()) {
-              loopback6.push({ ...forward, strict: true });
-              continue;
-            }
-            ports.push({ hostIP, ...forward });
-            // like Docker's proxy on [::]: every-address IPv6 mappings answer on [::1] too (best effort)
-            if (!hostIP && a.ip.family === 6) loopback6.push({ ...forward, strict: false });
-          }
-        }
-      }
-    }
-    return { networks, ports, open, loopback6, sources };
+    const s = await readFirewallState(this.store);
+    return { ...flattenState(s), loopback6: [...s.loopback6.values()].flat() };
   }
 }
 

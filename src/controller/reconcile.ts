@@ -1,12 +1,19 @@
 /**
  * The reconciler: makes the kernel match the store. It runs at daemon start and
  * then every `intervalMs` (1 s by default, so drift such as `nft flush ruleset`
- * or a deleted bridge/veth is repaired within 2 s). One pass costs one link
- * dump of the host namespace and one listing of Berth's nft table, whatever the
- * number of containers (deleting either end of a veth deletes both, so the host
- * side shows every broken endpoint). It only recreates objects recorded in the
- * store, so it never touches links or tables Berth did not create.
+ * or a deleted bridge/veth is repaired within 2 s). One pass looks at the host
+ * namespace's links once (deleting either end of a veth deletes both, so the host
+ * side shows every broken endpoint) and at Berth's nft tables once, whatever the
+ * number of containers. It only recreates objects recorded in the store, so it
+ * never touches links or tables Berth did not create.
+ *
+ * Both looks are kept cheap at scale, since a pass blocks berthd's event loop:
+ * while it runs on its interval, the links come from a LinkMonitor (the kernel's
+ * link notifications applied to a first dump) rather than a dump of every link per
+ * pass, and the tables are listed only when something other than Berth's own
+ * transactions changed nftables since the firewall applied them (Firewall.untouched).
  */
+import type { LinkMonitor } from "../dataplane/link-monitor.ts";
 import type { LinkSnapshot } from "../drivers/driver.ts";
 import { isReconcilable } from "../drivers/driver.ts";
 import { BRIDGE_TABLE_FAMILY, type FirewallState, renderBridgeTable, ruleCount, TABLE_FAMILY, TABLE_NAME } from "../firewall/ruleset.ts";
@@ -27,6 +34,8 @@ export class Reconciler {
   private readonly ctl: Controller;
   private readonly log: RepairLog;
   private timer: ReturnType<typeof setInterval> | undefined;
+  /** The host namespace's links while the interval runs (undefined: dumped by each pass). */
+  private monitor: LinkMonitor | undefined;
   private running: Promise<Repair[]> | undefined;
   readonly history: Repair[] = [];
 
@@ -37,12 +46,19 @@ export class Reconciler {
 
   start(intervalMs = 1000): void {
     this.stop();
+    try {
+      this.monitor = this.ctl.dp.linkMonitor(this.ctl.dp.hostNs);
+    } catch {
+      this.monitor = undefined; // each pass dumps the links
+    }
     this.timer = setInterval(() => void this.runOnce().catch(() => undefined), intervalMs);
   }
 
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    this.monitor?.close();
+    this.monitor = undefined;
   }
 
   /** One pass; concurrent calls share the pass in flight. */
@@ -71,7 +87,7 @@ export class Reconciler {
     };
 
     const snapshot = async () =>
-      new Map<string, LinkSnapshot>((await dp.links(dp.hostNs)).map((l) => [l.name, { kind: l.kind, up: l.up, master: l.master }]));
+      new Map<string, LinkSnapshot>((this.monitor ? this.monitor.links() : await dp.links(dp.hostNs)).map((l) => [l.name, { kind: l.kind, up: l.up, master: l.master }]));
     let links = await snapshot();
     const nets = await store.networks.list();
     for (const net of nets) {
@@ -107,7 +123,7 @@ export class Reconciler {
         );
       }
     }
-    const fwProblem = await this.firewallDrift(await this.ctl.firewallState());
+    const fwProblem = await this.firewallDrift(expectedSizes(await this.ctl.firewallState()));
     if (fwProblem) {
       await note(`nftables table ${TABLE_FAMILY} ${TABLE_NAME}`, fwProblem, () => {
         // the kernel's tables are not what was last applied: a delta cannot repair them
@@ -118,8 +134,23 @@ export class Reconciler {
     return repairs;
   }
 
-  /** Compares Berth's table with the desired state by its sets, maps and rule count. */
-  private async firewallDrift(want: FirewallState): Promise<string | undefined> {
+  /**
+   * Compares Berth's tables with the desired state by their sets' sizes and rule counts.
+   * When nothing but Berth changed nftables since it applied tables of exactly these
+   * sizes, they are still those: no listing (which costs O(elements) and blocks).
+   */
+  private async firewallDrift(want: ReadonlyMap<string, number>): Promise<string | undefined> {
+    const fw = this.ctl.firewall;
+    const untouched = await fw.untouched();
+    if (untouched && [...want].every(([set, n]) => untouched.get(set) === n)) return undefined;
+    const generation = await fw.currentGeneration();
+    const problem = (await this.tableDrift(want)) ?? (await this.antiSpoofingDrift(want));
+    if (!problem && generation !== undefined) await fw.confirm(generation, want);
+    return problem;
+  }
+
+  /** Berth's table (inet family): present, the expected number of elements per set, every rule. */
+  private async tableDrift(want: ReadonlyMap<string, number>): Promise<string | undefined> {
     const t = await this.ctl.dp.nftListTable(this.ctl.dp.hostNs, TABLE_FAMILY, TABLE_NAME);
     if (!t) return "table is missing";
     const count = new Map<string, number>();
@@ -129,26 +160,18 @@ export class Reconciler {
       if (s) count.set(s.name, s.elem?.length ?? 0);
       if (o.rule) rules++;
     }
-    const v4 = want.ports.filter((p) => p.target.family === 4).length;
-    const expected: [string, number][] = [
-      ["bridges", want.networks.length],
-      ["bridge_pairs", want.networks.length],
-      ["internal", want.networks.filter((n) => n.internal).length],
-      ["ports4", v4],
-      ["ports6", want.ports.length - v4],
-      ["anyports4", want.ports.filter((p) => p.target.family === 4 && !p.hostIP).length],
-      ["anyports6", want.ports.filter((p) => p.target.family === 6 && !p.hostIP).length],
-    ];
-    for (const [name, n] of expected) {
+    for (const [key, n] of want) {
+      const [family, name] = key.split(" ") as [string, string];
+      if (family !== TABLE_FAMILY) continue;
       if (!count.has(name)) return `set ${name} is missing`;
       if (count.get(name) !== n) return `set ${name} has ${count.get(name)} elements, expected ${n}`;
     }
     if (rules !== EXPECTED_RULES) return `${rules} rules, expected ${EXPECTED_RULES}`;
-    return this.antiSpoofingDrift(want);
+    return undefined;
   }
 
   /** The anti-spoofing table (bridge family): present, one element per container port and source address. */
-  private async antiSpoofingDrift(want: FirewallState): Promise<string | undefined> {
+  private async antiSpoofingDrift(want: ReadonlyMap<string, number>): Promise<string | undefined> {
     const t = await this.ctl.dp.nftListTable(this.ctl.dp.hostNs, BRIDGE_TABLE_FAMILY, TABLE_NAME);
     if (!t) return `table ${BRIDGE_TABLE_FAMILY} ${TABLE_NAME} is missing`;
     const count = new Map<string, number>();
@@ -158,13 +181,35 @@ export class Reconciler {
       if (s) count.set(s.name, s.elem?.length ?? 0);
       if (o.rule) rules++;
     }
-    const src = want.sources ?? [];
-    const addrs = (fam: 4 | 6) => src.reduce((n, x) => n + x.addresses.filter((a) => a.family === fam).length, 0);
-    for (const [name, n] of [["ports", new Set(src.map((x) => x.port)).size], ["src4", addrs(4)], ["src6", addrs(6)]] as const) {
+    for (const [key, n] of want) {
+      const [family, name] = key.split(" ") as [string, string];
+      if (family !== BRIDGE_TABLE_FAMILY) continue;
       if (count.get(name) !== n) return `anti-spoofing set ${name} has ${count.get(name) ?? "no"} elements, expected ${n}`;
     }
     return rules === EXPECTED_BRIDGE_RULES ? undefined : `anti-spoofing table: ${rules} rules, expected ${EXPECTED_BRIDGE_RULES}`;
   }
+}
+
+/**
+ * The number of elements the drift check expects in the sets it checks (`FAMILY NAME`):
+ * the ones every network and container has elements in.
+ */
+export function expectedSizes(want: FirewallState): Map<string, number> {
+  const v4 = want.ports.filter((p) => p.target.family === 4).length;
+  const src = want.sources ?? [];
+  const addrs = (fam: 4 | 6) => src.reduce((n, x) => n + x.addresses.filter((a) => a.family === fam).length, 0);
+  return new Map([
+    [`${TABLE_FAMILY} bridges`, want.networks.length],
+    [`${TABLE_FAMILY} bridge_pairs`, want.networks.length],
+    [`${TABLE_FAMILY} internal`, want.networks.filter((n) => n.internal).length],
+    [`${TABLE_FAMILY} ports4`, v4],
+    [`${TABLE_FAMILY} ports6`, want.ports.length - v4],
+    [`${TABLE_FAMILY} anyports4`, want.ports.filter((p) => p.target.family === 4 && !p.hostIP).length],
+    [`${TABLE_FAMILY} anyports6`, want.ports.filter((p) => p.target.family === 6 && !p.hostIP).length],
+    [`${BRIDGE_TABLE_FAMILY} ports`, new Set(src.map((x) => x.port)).size],
+    [`${BRIDGE_TABLE_FAMILY} src4`, addrs(4)],
+    [`${BRIDGE_TABLE_FAMILY} src6`, addrs(6)],
+  ]);
 }
 
 const EXPECTED_RULES = ruleCount();

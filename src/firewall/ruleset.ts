@@ -29,6 +29,7 @@
  * tables are replaced in the same transaction.
  */
 import type { IP, MAC, Prefix } from "../net/index.ts";
+import { stateElements } from "./elements.ts";
 
 export const TABLE_FAMILY = "inet";
 export const TABLE_NAME = "berth";
@@ -76,41 +77,21 @@ export interface FirewallState {
   open?: FirewallOpenPort[];
 }
 
-const q = (s: string): string => JSON.stringify(s);
-
-function elements(items: string[]): string {
-  return items.length === 0 ? "" : `elements = { ${items.join(", ")} }`;
-}
-
-function portElement(p: FirewallPort): string {
-  const v6 = p.target.family === 6;
-  const host = p.hostIP ? p.hostIP.toString() : v6 ? "::/0" : "0.0.0.0/0";
-  return `${host} . ${p.protocol} . ${p.hostPort} : ${p.target} . ${p.targetPort}`;
+function elements(items: readonly string[] | undefined): string {
+  return !items || items.length === 0 ? "" : `elements = { ${items.join(", ")} }`;
 }
 
 /** The complete table as an nft script fragment (without the delete/replace wrapper). */
 export function renderTable(s: FirewallState): string {
-  const bridges = s.networks.map((n) => q(n.bridge));
-  const pairs = s.networks.map((n) => `${q(n.bridge)} . ${q(n.bridge)}`);
-  const internal = s.networks.filter((n) => n.internal).map((n) => q(n.bridge));
-  const nat = (fam: 4 | 6) =>
-    s.networks.flatMap((n) => n.masquerade.filter((p) => p.family === fam).map((p) => p.toString()));
-  const ports = (fam: 4 | 6) => s.ports.filter((p) => p.target.family === fam).map(portElement);
-  // a container reaching its own published port: the DNATed packet would come back with its own
-  // address as source (a martian); masquerade exactly that (target . target) case, like Docker
-  const hairpin = (fam: 4 | 6) => [
-    ...new Set(s.ports.filter((p) => p.target.family === fam).map((p) => `${p.target} . ${p.target}`)),
-  ];
-  const routed = (fam: 4 | 6) =>
-    s.networks.flatMap((n) => (n.routed ?? []).filter((p) => p.family === fam).map((p) => p.toString()));
-  const open = (fam: 4 | 6) => [
-    ...new Set((s.open ?? []).filter((o) => o.target.family === fam).map((o) => `${o.target} . ${o.protocol} . ${o.port}`)),
-  ];
-  // every-address mappings again in a plain hash map keyed by protocol . port, looked up first:
-  // a lookup in the concatenated interval map (the kernel's pipapo backend) grows with its size
-  // (measured: a new connection +200 µs at 10000 mappings), a hash lookup does not
-  const anyPorts = (fam: 4 | 6) =>
-    s.ports.filter((p) => p.target.family === fam && !p.hostIP).map((p) => `${p.protocol} . ${p.hostPort} : ${p.target} . ${p.targetPort}`);
+  // the elements come from elements.ts (the incremental updates take theirs from there too). Two of
+  // its choices show here: a container reaching its own published port would get the DNATed packet
+  // back with its own address as source (a martian), so hairpin4/6 masquerade exactly that
+  // (target . target) case, like Docker; and every-address mappings are also in a plain hash map
+  // keyed by protocol . port (anyports4/6), looked up first: a lookup in the concatenated interval
+  // map (the kernel's pipapo backend) grows with its size (measured: a new connection +200 µs at
+  // 10000 mappings), a hash lookup does not
+  const el = stateElements(s);
+  const e = (set: string) => elements(el.get(`${TABLE_FAMILY} ${set}`));
   const dnat = (fam: 4 | 6) => {
     const ipf = fam === 4 ? "ip" : "ip6";
     // [::1] is served by berthd's userland forwarder: the kernel cannot DNAT IPv6 loopback traffic to a container
@@ -120,21 +101,21 @@ export function renderTable(s: FirewallState): string {
   };
   return `table ${TABLE_FAMILY} ${TABLE_NAME} {
   comment "managed by berthd; do not edit"
-  set bridges { type ifname; ${elements(bridges)} }
-  set bridge_pairs { type ifname . ifname; ${elements(pairs)} }
-  set internal { type ifname; ${elements(internal)} }
-  set nat4 { type ipv4_addr; flags interval; auto-merge; ${elements(nat(4))} }
-  set nat6 { type ipv6_addr; flags interval; auto-merge; ${elements(nat(6))} }
-  map ports4 { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; flags interval; ${elements(ports(4))} }
-  map ports6 { type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service; flags interval; ${elements(ports(6))} }
-  map anyports4 { type inet_proto . inet_service : ipv4_addr . inet_service; ${elements(anyPorts(4))} }
-  map anyports6 { type inet_proto . inet_service : ipv6_addr . inet_service; ${elements(anyPorts(6))} }
-  set hairpin4 { type ipv4_addr . ipv4_addr; ${elements(hairpin(4))} }
-  set hairpin6 { type ipv6_addr . ipv6_addr; ${elements(hairpin(6))} }
-  set routed4 { type ipv4_addr; flags interval; auto-merge; ${elements(routed(4))} }
-  set routed6 { type ipv6_addr; flags interval; auto-merge; ${elements(routed(6))} }
-  set open4 { type ipv4_addr . inet_proto . inet_service; ${elements(open(4))} }
-  set open6 { type ipv6_addr . inet_proto . inet_service; ${elements(open(6))} }
+  set bridges { type ifname; ${e("bridges")} }
+  set bridge_pairs { type ifname . ifname; ${e("bridge_pairs")} }
+  set internal { type ifname; ${e("internal")} }
+  set nat4 { type ipv4_addr; flags interval; auto-merge; ${e("nat4")} }
+  set nat6 { type ipv6_addr; flags interval; auto-merge; ${e("nat6")} }
+  map ports4 { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; flags interval; ${e("ports4")} }
+  map ports6 { type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service; flags interval; ${e("ports6")} }
+  map anyports4 { type inet_proto . inet_service : ipv4_addr . inet_service; ${e("anyports4")} }
+  map anyports6 { type inet_proto . inet_service : ipv6_addr . inet_service; ${e("anyports6")} }
+  set hairpin4 { type ipv4_addr . ipv4_addr; ${e("hairpin4")} }
+  set hairpin6 { type ipv6_addr . ipv6_addr; ${e("hairpin6")} }
+  set routed4 { type ipv4_addr; flags interval; auto-merge; ${e("routed4")} }
+  set routed6 { type ipv6_addr; flags interval; auto-merge; ${e("routed6")} }
+  set open4 { type ipv4_addr . inet_proto . inet_service; ${e("open4")} }
+  set open6 { type ipv6_addr . inet_proto . inet_service; ${e("open6")} }
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
     ${dnat(4)}
@@ -174,16 +155,14 @@ export function renderTable(s: FirewallState): string {
 
 /** The anti-spoofing table (see the top of this file). */
 export function renderBridgeTable(s: FirewallState): string {
-  const src = s.sources ?? [];
-  const ports = [...new Set(src.map((x) => q(x.port)))];
-  const macs = [...new Set(src.map((x) => `${q(x.port)} . ${x.mac}`))];
-  const addrs = (fam: 4 | 6) => src.flatMap((x) => x.addresses.filter((a) => a.family === fam).map((a) => `${q(x.port)} . ${x.mac} . ${a}`));
+  const el = stateElements(s);
+  const e = (set: string) => elements(el.get(`${BRIDGE_TABLE_FAMILY} ${set}`));
   return `table ${BRIDGE_TABLE_FAMILY} ${TABLE_NAME} {
   comment "managed by berthd; do not edit"
-  set ports { type ifname; ${elements(ports)} }
-  set macs { type ifname . ether_addr; ${elements(macs)} }
-  set src4 { type ifname . ether_addr . ipv4_addr; ${elements(addrs(4))} }
-  set src6 { type ifname . ether_addr . ipv6_addr; ${elements(addrs(6))} }
+  set ports { type ifname; ${e("ports")} }
+  set macs { type ifname . ether_addr; ${e("macs")} }
+  set src4 { type ifname . ether_addr . ipv4_addr; ${e("src4")} }
+  set src6 { type ifname . ether_addr . ipv6_addr; ${e("src6")} }
   chain prerouting {
     type filter hook prerouting priority filter; policy accept;
     iifname != @ports accept
