@@ -5,6 +5,7 @@ import { Cgroups } from "../../src/dataplane/cgroup.ts";
 import { Dataplane } from "../../src/dataplane/dataplane.ts";
 import { DnsService, type DnsServiceOptions } from "../../src/dns/server.ts";
 import { Ipam } from "../../src/ipam/index.ts";
+import { openDaemonStore } from "../../src/daemon/cluster.ts";
 import { ContainerRuntime } from "../../src/runtime/containers.ts";
 import { openSqliteStore } from "../../src/store/index.ts";
 import type { Store } from "../../src/store/types.ts";
@@ -29,11 +30,13 @@ export const TEST_POOLS = [{ base: "10.123.0.0/16", size: 24 }];
 export interface TestBerthOptions {
   /** Give the runtime an embedded DNS service (upstreams etc.; store, dataplane and events come from the test Berth). */
   dns?: Omit<DnsServiceOptions, "store" | "dp" | "events">;
+  /** Open the store as berthd does (in-memory endpoint index, sync-on-demand durability) instead of the plain test store. */
+  daemonStore?: boolean;
 }
 
 export async function createTestBerth(tag = "b", opts: TestBerthOptions = {}): Promise<TestBerth> {
   const sb = createSandbox(tag);
-  const store = openSqliteStore(sb.stateDir);
+  const store = opts.daemonStore ? (await openDaemonStore({ stateDir: sb.stateDir })).store : openSqliteStore(sb.stateDir);
   const ipam = new Ipam(store, { defaultPools: TEST_POOLS });
   const dp = new Dataplane({ hostNs: sb.host });
   const faults = new Faults();
