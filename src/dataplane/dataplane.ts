@@ -146,6 +146,7 @@ export class Dataplane {
   readonly linkBackend: "netlink" | "ip";
   /** The netlink socket of this process's own namespace (kept: that namespace cannot go away). */
   private ownSocket: NetlinkSocket | undefined;
+  private hasIPv6: boolean | undefined;
   /** The same for nftables' netlink (nftChainRuleCount, nftGetElement). */
   private ownNftSocket: NetlinkSocket | undefined;
 
@@ -474,6 +475,12 @@ export class Dataplane {
   }
 
   // ---------- sysctl ----------
+
+  /** Whether the kernel has IPv6 (booted with ipv6.disable=1 it has no /proc/sys/net/ipv6 in any namespace). */
+  ipv6Available(_ns?: string | null): boolean {
+    this.hasIPv6 ??= existsSync("/proc/sys/net/ipv6/conf");
+    return this.hasIPv6;
+  }
 
   async sysctlSet(ns: string | null, entries: Record<string, string | number>): Promise<void> {
     if (ns === null) return this.sysctlSetOwn(entries);

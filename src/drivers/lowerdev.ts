@@ -17,6 +17,7 @@
  * requested ifname and configures it; `leave`/`deleteEndpoint` delete it
  * wherever it is (missing is success).
  */
+import { prepareContainerInterface } from "./container-iface.ts";
 import type { Dataplane, LinkKindInfo, ProbedLinkKind } from "../dataplane/dataplane.ts";
 import { BerthError, conflict, invalid, notFound, unavailable } from "../errors.ts";
 import { validateIfName } from "../net/index.ts";
@@ -218,6 +219,7 @@ export async function joinChild(ctx: DriverContext, net: NetworkRecord, ep: Endp
   await dp.apply(dp.batch(dp.hostNs).moveToNetns(tmp, sb.netns));
   try {
     faults.hit(`${net.driver}.join:after-move`);
+    await prepareContainerInterface(dp, sb.netns, tmp, ep);
     const b = dp.batch(sb.netns).rename(tmp, ep.ifname);
     if (o.setMac) b.setMac(ep.ifname, ep.mac);
     for (const a of ep.addresses) b.addAddress(ep.ifname, a, { noDad: true });

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createTestBerth, type TestBerth } from "../harness/berth.ts";
-import { addExternalClient, assertRootUntouched, canPing, startEchoServer, tcpRoundTrip, reachable } from "../harness/sandbox.ts";
+import { addExternalClient, assertRootUntouched, canPing, ipJson, startEchoServer, tcpRoundTrip, reachable } from "../harness/sandbox.ts";
 import type { EndpointRecord, NetworkRecord } from "../../src/store/types.ts";
 import { addrsOf, defaultRoute, link, linkNames, nftElems, seenFrom } from "./util.ts";
 
@@ -100,6 +100,30 @@ describe("bridge networks", () => {
     expect(eth0!.linkinfo?.info_kind).toBe("veth");
     expect(addrsOf(c1, "eth0")).toEqual([e1.addresses[0]!.toString()]);
     expect(e1.addresses[0]!.toString()).toBe("10.201.0.2/24");
+  });
+
+  test("IPv6 is off on an IPv4-only network's interface: no link-local address, no multicast flooded to the others", async () => {
+    const v6 = (ns: string, dev: string) => ipJson<{ ifname: string; addr_info?: { family: string }[] }[]>(ns, "addr", "show", "dev", dev)[0]?.addr_info?.filter((a) => a.family === "inet6") ?? [];
+    const sysctl = (ns: string, key: string) => Bun.spawnSync(["ip", "netns", "exec", ns, "cat", `/proc/sys/net/ipv6/conf/${key}/disable_ipv6`]).stdout.toString().trim();
+    expect(sysctl(c1, "eth0")).toBe("1");
+    expect(v6(c1, "eth0")).toEqual([]);
+    // a container joining sends nothing of IPv6 (DAD, MLD, router solicitation) that the bridge would
+    // flood to every port: c1's eth0 receives no new multicast while c4 comes up
+    const rxMulticast = () => ipJson<{ ifname: string; stats64?: { rx?: { multicast?: number } } }[]>(c1, "-s", "link", "show", "dev", "eth0")[0]?.stats64?.rx?.multicast ?? -1;
+    const before = rxMulticast();
+    const c4 = b.containerNs();
+    await b.ctl.connect({ network: "n1", containerId: "c4", netns: c4 });
+    await Bun.sleep(1500);
+    expect(rxMulticast()).toBe(before);
+    await b.ctl.disconnect("n1", "c4", c4);
+    // a dual-stack network keeps IPv6 on its interface
+    await b.ctl.createNetwork({ name: "n6", enableIPv6: true, ipam: { config: [{ subnet: "10.206.0.0/24" }, { subnet: "fd00:206::/64" }] } });
+    const c5 = b.containerNs();
+    await b.ctl.connect({ network: "n6", containerId: "c5", netns: c5 });
+    expect(sysctl(c5, "eth0")).toBe("0");
+    expect(v6(c5, "eth0").length).toBeGreaterThan(0);
+    await b.ctl.disconnect("n6", "c5", c5);
+    await b.ctl.deleteNetwork("n6");
   });
 
   test("outbound traffic to an external client is masqueraded to the uplink address", async () => {

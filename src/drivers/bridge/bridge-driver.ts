@@ -6,6 +6,7 @@
  * outbound traffic, published ports and isolation through Berth's nftables
  * table (rendered by the controller from the store).
  */
+import { prepareContainerInterface } from "../container-iface.ts";
 import { conflict, invalid } from "../../errors.ts";
 import { IPNet } from "../../net/index.ts";
 import type { EndpointRecord, NetworkRecord } from "../../store/types.ts";
@@ -214,6 +215,7 @@ export class BridgeDriver implements Driver, PortPublishing, Reconcilable, Exter
     if (!st.peerInSandbox) await dp.apply(dp.batch(this.host).moveToNetns(st.peerIfname, sb.netns));
     try {
       faults.hit("bridge.join:after-move");
+      await prepareContainerInterface(dp, sb.netns, st.peerIfname, ep);
       const b = dp.batch(sb.netns).rename(st.peerIfname, ep.ifname);
       for (const a of ep.addresses) b.addAddress(ep.ifname, a, { noDad: true });
       b.setUp(ep.ifname);

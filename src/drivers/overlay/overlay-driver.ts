@@ -12,6 +12,7 @@
  * Needs a multi-host store and an advertise address (`OverlayCluster`). Through
  * Docker's remote driver the container end is handed to dockerd (ExternalSandboxes).
  */
+import { prepareContainerInterface } from "../container-iface.ts";
 import { conflict, invalid, systemError, unavailable } from "../../errors.ts";
 import type { IP } from "../../net/index.ts";
 import type { EndpointRecord, NetworkRecord, Store } from "../../store/types.ts";
@@ -204,6 +205,7 @@ export class OverlayDriver implements Driver, GatewayBridged, ExternalSandboxes 
     }
     await dp.apply(dp.batch(this.host).moveToNetns(st.peerIfname, sb.netns));
     try {
+      await prepareContainerInterface(dp, sb.netns, st.peerIfname, ep);
       // no default route here: the gateway bridge endpoint provides it
       const b = dp.batch(sb.netns).rename(st.peerIfname, ep.ifname);
       for (const a of ep.addresses) b.addAddress(ep.ifname, a, { noDad: true });
