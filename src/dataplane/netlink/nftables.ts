@@ -123,14 +123,8 @@ export interface FoundElement {
 export function getSetElement(s: NetlinkSocket, fam: string, table: string, set: string, key: Uint8Array, keyEnd?: Uint8Array): FoundElement | undefined {
   const m = nfMsg(NFT_MSG_GETSETELEM, fam, 0).str(NFTA_SET_ELEM_LIST_TABLE, table).str(NFTA_SET_ELEM_LIST_SET, set);
   const list = m.nest(NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED);
-  const el = m.nest(NFTA_LIST_ELEM | NLA_F_NESTED);
-  const k = m.nest(NFTA_SET_ELEM_KEY | NLA_F_NESTED);
-  m.attr(NFTA_DATA_VALUE, key).end(k);
-  if (keyEnd) {
-    const ke = m.nest(NFTA_SET_ELEM_KEY_END | NLA_F_NESTED);
-    m.attr(NFTA_DATA_VALUE, keyEnd).end(ke);
-  }
-  m.end(el).end(list);
+  putElement(m, { key, ...(keyEnd ? { keyEnd } : {}) }, false);
+  m.end(list);
   let reply: NlMsg;
   try {
     reply = s.get(m);

@@ -104,7 +104,8 @@ export function decodeLinks(msgs: readonly NlMsg[]): LinkInfo[] {
   return raws.map((r) => ({ ...r.info, master: r.masterIndex !== undefined ? byIndex.get(r.masterIndex) : undefined }));
 }
 
-function getRaw(sock: NetlinkSocket, by: string | number): RawLink | undefined {
+/** One link by name or index, undecoded; undefined when there is none. */
+function getIfInfo(sock: NetlinkSocket, by: string | number): IfInfo | undefined {
   let m: NlMsg;
   try {
     m = sock.get(msg.getLink(by));
@@ -112,7 +113,12 @@ function getRaw(sock: NetlinkSocket, by: string | number): RawLink | undefined {
     if (e instanceof NetlinkError && e.errno === ENODEV) return undefined;
     throw e;
   }
-  return m.type === RTM_NEWLINK ? rawLink(parseIfInfo(m.body)) : undefined;
+  return m.type === RTM_NEWLINK ? parseIfInfo(m.body) : undefined;
+}
+
+function getRaw(sock: NetlinkSocket, by: string | number): RawLink | undefined {
+  const i = getIfInfo(sock, by);
+  return i ? rawLink(i) : undefined;
 }
 
 /** One link by name, or undefined when there is none. */
@@ -224,15 +230,8 @@ export function readLinkKinds(sock: NetlinkSocket): LinkKindInfo[] {
 
 /** Kind, parent and mode of one link, or undefined when there is none. */
 export function readLinkKind(sock: NetlinkSocket, name: string): LinkKindInfo | undefined {
-  let m: NlMsg;
-  try {
-    m = sock.get(msg.getLink(name));
-  } catch (e) {
-    if (e instanceof NetlinkError && e.errno === ENODEV) return undefined;
-    throw e;
-  }
-  if (m.type !== RTM_NEWLINK) return undefined;
-  return kindInfo(parseIfInfo(m.body), (x) => getRaw(sock, x)?.info.name);
+  const i = getIfInfo(sock, name);
+  return i ? kindInfo(i, (x) => getRaw(sock, x)?.info.name) : undefined;
 }
 
 /** Traffic counters of every link (struct rtnl_link_stats64, as `ip -s -j link` prints them). */

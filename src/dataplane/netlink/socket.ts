@@ -92,11 +92,16 @@ export class NetlinkSocket {
     if (this.fd < 0) throw new Error("netlink socket is closed");
     nextSeq = (nextSeq + 1) >>> 0;
     const seq = nextSeq;
-    const bytes = msg.finish(seq, flags);
+    this.sendBytes(msg.finish(seq, flags));
+    return seq;
+  }
+
+  /** One datagram to the kernel (retried when a signal interrupts it). */
+  private sendBytes(bytes: Uint8Array): void {
     const s = sys();
     for (;;) {
       const n = s.sendto(this.fd, bytes, bytes.length, 0, NetlinkSocket.kernelAddr, NetlinkSocket.kernelAddr.length);
-      if (n >= 0) return seq;
+      if (n >= 0) return;
       const e = s.errno();
       if (e !== EINTR) throw new NetlinkError(e, undefined, "netlink send");
     }
@@ -149,13 +154,7 @@ export class NetlinkSocket {
       buf.set(c, off);
       off += c.length;
     }
-    const s = sys();
-    for (;;) {
-      const n = s.sendto(this.fd, buf, buf.length, 0, NetlinkSocket.kernelAddr, NetlinkSocket.kernelAddr.length);
-      if (n >= 0) break;
-      const e = s.errno();
-      if (e !== EINTR) throw new NetlinkError(e, undefined, "netlink send");
-    }
+    this.sendBytes(buf);
     let failure: NetlinkError | undefined;
     while (waiting.size > 0) {
       for (const m of this.recvBatch()) {
