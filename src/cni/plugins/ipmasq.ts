@@ -17,7 +17,7 @@
  * its rules heals.
  */
 import type { Dataplane } from "../../dataplane/dataplane.ts";
-import { type ElementChange, elementBytes, rangeElements } from "../../dataplane/netlink/nftables.ts";
+import { type ElementBytes, type ElementChange, elementBytes, rangeElements } from "../../dataplane/netlink/nftables.ts";
 import { IP, type IPNet, Prefix } from "../../net/index.ts";
 
 export const MASQ_FAMILY = "inet";
@@ -164,15 +164,20 @@ export function masqFastChanges(addrs: readonly IPNet[], tag: string): ElementCh
     const f = fam(a.family);
     const range = rangeElements(a.prefix);
     if (!range) return undefined;
-    const first = { ip: a.prefix.ip };
-    const last = { ip: a.prefix.last() };
     changes.push(
       { op: "create", set: `masq${f}-users`, elements: [elementBytes({ key: [{ ip: a.ip }], comment: tag })] },
       { op: "add", set: `masq${f}`, elements: range },
-      { op: "add", set: `masq${f}-local`, elements: [elementBytes({ key: [first, first], keyEnd: [last, last] })] },
+      { op: "add", set: `masq${f}-local`, elements: [localPair(a.prefix)] },
     );
   }
   return changes;
+}
+
+/** A subnet's `masqN-local` element (subnet . subnet), as the concatenated range it is. */
+function localPair(p: Prefix): ElementBytes {
+  const first = { ip: p.ip };
+  const last = { ip: p.last() };
+  return elementBytes({ key: [first, first], keyEnd: [last, last] });
 }
 
 /** The same removal as masqRemoveScript, as netlink changes; undefined when a subnet cannot be expressed. */
@@ -181,11 +186,9 @@ export function masqRemoveChanges(gone: readonly { ip: IP }[], drop: readonly Pr
   for (const p of drop) {
     const range = rangeElements(p);
     if (!range) return undefined;
-    const first = { ip: p.ip };
-    const last = { ip: p.last() };
     changes.push(
       { op: "delete", set: `masq${fam(p.family)}`, elements: range },
-      { op: "delete", set: `masq${fam(p.family)}-local`, elements: [elementBytes({ key: [first, first], keyEnd: [last, last] })] },
+      { op: "delete", set: `masq${fam(p.family)}-local`, elements: [localPair(p)] },
     );
   }
   return changes;

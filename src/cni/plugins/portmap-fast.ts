@@ -70,17 +70,16 @@ export function keyFields(key: string): { first: NftKeyField[]; last: NftKeyFiel
   return { first, last };
 }
 
+const isInterval = (set: string) => set.startsWith("dnat") || set.startsWith("cond");
+
 /** Interval sets (dnat, cond) are looked up by a key range; plain sets by the key. */
 async function lookup(dp: Dataplane, table: string, set: string, key: string): Promise<string | undefined> {
   const { first, last } = keyFields(key);
-  const interval = set.startsWith("dnat") || set.startsWith("cond");
-  return (await dp.nftGetElement(null, FAMILY, table, set, first, interval ? last : undefined))?.comment;
+  return (await dp.nftGetElement(null, FAMILY, table, set, first, isInterval(set) ? last : undefined))?.comment;
 }
 
 /** Rules per chain that baseScript makes: the fast path requires them intact. */
 const CHAIN_RULES: Record<string, number> = { prerouting: 1, output: 1, published: 4, postrouting: 3 };
-
-const isInterval = (set: string) => set.startsWith("dnat") || set.startsWith("cond");
 
 /** A planned element as netlink bytes; undefined for what the fast path does not express (a verdict value). */
 function elementOf(p: FastElement, tag: string | undefined): ElementBytes | undefined {
