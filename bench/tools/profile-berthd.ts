@@ -16,7 +16,7 @@
 import { join } from "node:path";
 import { Daemon } from "../../src/daemon/daemon.ts";
 import { Dataplane } from "../../src/dataplane/dataplane.ts";
-import { startDaemon } from "../../test/harness/daemon.ts";
+import { socketApi, startDaemon } from "../../test/harness/daemon.ts";
 import { createSandbox, RUN_PREFIX, removeCgroupTree, uniqueName } from "../../test/harness/sandbox.ts";
 import { MethodTimer, quantile } from "./method-timer.ts";
 
@@ -56,16 +56,7 @@ async function inProcess(): Promise<Api> {
   timer.wrap(d.reconciler, "reconciler");
   for (const t of ["networks", "endpoints", "allocations", "containers"] as const) timer.wrap((d.store as unknown as Record<string, object>)[t]!, `store.${t}`);
   return {
-    async api(method, path, body) {
-      const r = await fetch(`http://berthd${path}`, {
-        unix: socket,
-        method,
-        ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { "Content-Type": "application/json" } }),
-      });
-      const text = await r.text();
-      if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${text}`);
-      return text ? JSON.parse(text) : undefined;
-    },
+    api: (method, path, body) => socketApi(socket, method, path, body),
     async stop() {
       await d.stop();
       for (const c of ["memory", "cpu", "pids", "cpuacct", "blkio", ""]) removeCgroupTree(join("/sys/fs/cgroup", c, cgroupParent));

@@ -70,16 +70,7 @@ export async function startDaemon(sb: Sandbox, extra: string[] = [], o: StartDae
     netnsPrefix,
     cgroupParent,
     cli,
-    async api<T>(method: string, path: string, body?: unknown): Promise<T> {
-      const r = await fetch(`http://berthd${path}`, {
-        unix: socket,
-        method,
-        ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { "Content-Type": "application/json" } }),
-      });
-      const text = await r.text();
-      if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${text}`);
-      return (text ? JSON.parse(text) : undefined) as T;
-    },
+    api: <T>(method: string, path: string, body?: unknown) => socketApi<T>(socket, method, path, body),
     logs: () => logText,
     async stop() {
       proc.kill("SIGTERM");
@@ -90,4 +81,16 @@ export async function startDaemon(sb: Sandbox, extra: string[] = [], o: StartDae
       for (const c of ["memory", "cpu", "pids", "cpuacct", "blkio", ""]) removeCgroupTree(join("/sys/fs/cgroup", c, cgroupParent));
     },
   };
+}
+
+/** One JSON request to berthd's API on its unix socket; a non-2xx answer throws with its body. */
+export async function socketApi<T>(socket: string, method: string, path: string, body?: unknown): Promise<T> {
+  const r = await fetch(`http://berthd${path}`, {
+    unix: socket,
+    method,
+    ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { "Content-Type": "application/json" } }),
+  });
+  const text = await r.text();
+  if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${text}`);
+  return (text ? JSON.parse(text) : undefined) as T;
 }
