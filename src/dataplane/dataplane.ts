@@ -477,7 +477,7 @@ export class Dataplane {
   // ---------- sysctl ----------
 
   /** Whether the kernel has IPv6 (booted with ipv6.disable=1 it has no /proc/sys/net/ipv6 in any namespace). */
-  ipv6Available(_ns?: string | null): boolean {
+  ipv6Available(): boolean {
     this.hasIPv6 ??= existsSync("/proc/sys/net/ipv6/conf");
     return this.hasIPv6;
   }

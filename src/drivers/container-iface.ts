@@ -15,6 +15,6 @@ import type { EndpointRecord } from "../store/types.ts";
 export async function prepareContainerInterface(dp: Dataplane, netns: string, name: string, ep: EndpointRecord): Promise<void> {
   if (ep.addresses.some((a) => a.ip.family === 6)) return;
   // a kernel or namespace without IPv6 has no such sysctl: nothing to turn off
-  if (!dp.ipv6Available(netns)) return;
+  if (!dp.ipv6Available()) return;
   await dp.sysctlSet(netns, { [`net.ipv6.conf.${name.replaceAll(".", "/")}.disable_ipv6`]: 1 });
 }
